@@ -1,0 +1,108 @@
+"""``kdgat data check``: validate recordings and report what each file holds."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kdgat.data.frames import FrameFormatError
+from kdgat.data.layout import RECORDING_SUFFIXES, attack_type_from_name
+from kdgat.data.readers import read_recording
+
+
+@dataclass
+class FileReport:
+    """What one recording holds, and what is wrong with it."""
+
+    path: str
+    rows: int = 0
+    attack_rows: int = 0
+    distinct_ids: int = 0
+    dlc_histogram: dict[int, int] = field(default_factory=dict)
+    time_span: tuple[float, float] | None = None
+    backwards_timestamps: int = 0
+    attack_type: str = ""
+    duplicate_of: list[str] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)
+    malformed_count: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.malformed_count == 0
+
+
+def recordings_under(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(RECORDING_SUFFIXES))
+
+
+def check_file(path: Path, max_issues: int = 1000) -> tuple[FileReport, str | None]:
+    """Report on one recording; also returns a hash of its frames for duplicate detection."""
+    report = FileReport(str(path), attack_type=attack_type_from_name(path))
+    try:
+        frames = read_recording(path, on_error="skip")
+    except (FrameFormatError, FileNotFoundError) as err:
+        report.error = str(err)
+        return report, None
+    report.rows, report.attack_rows = len(frames), int(frames.attack.sum())
+    report.distinct_ids = int(len(np.unique(frames.can_id)))
+    values, counts = np.unique(frames.dlc, return_counts=True)
+    report.dlc_histogram = {int(v): int(c) for v, c in zip(values, counts)}
+    if len(frames):
+        report.time_span = (float(frames.timestamp[0]), float(frames.timestamp[-1]))
+        report.backwards_timestamps = int((np.diff(frames.timestamp) < 0).sum())
+    report.malformed = [str(issue) for issue in frames.issues[:max_issues]]
+    report.malformed_count = frames.skipped_rows
+    digest = hashlib.sha256()
+    for array in (frames.timestamp, frames.can_id, frames.payload, frames.dlc, frames.attack):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return report, digest.hexdigest()
+
+
+def check(path: str | Path) -> list[FileReport]:
+    """Check every recording at ``path`` (a file, or a folder searched recursively)."""
+    reports, by_hash = [], {}
+    for file in recordings_under(Path(path)):
+        report, digest = check_file(file)
+        if digest is not None:
+            by_hash.setdefault(digest, []).append(report)
+        reports.append(report)
+    for group in by_hash.values():
+        for report in group:
+            report.duplicate_of = [other.path for other in group if other is not report]
+    return reports
+
+
+def format_report(reports: list[FileReport], root: str | Path) -> str:
+    """A plain-text table of the reports plus every malformed row as ``file:line: message``."""
+    root = Path(root)
+    base = root if root.is_dir() else root.parent
+    lines = [f"{'file':<58} {'rows':>9} {'attacks':>8} {'ids':>5} {'span s':>9}  dlc histogram"]
+    for r in reports:
+        name = str(Path(r.path).relative_to(base)) if Path(r.path).is_relative_to(base) else r.path
+        if r.error:
+            lines.append(f"{name:<58} ERROR {r.error}")
+            continue
+        span = f"{r.time_span[1] - r.time_span[0]:.1f}" if r.time_span else "-"
+        dlcs = " ".join(f"{k}:{v}" for k, v in r.dlc_histogram.items())
+        lines.append(f"{name:<58} {r.rows:>9} {r.attack_rows:>8} {r.distinct_ids:>5} {span:>9}  {dlcs}")
+        if r.duplicate_of:
+            lines.append(f"    same frames as: {', '.join(r.duplicate_of)}")
+        if r.backwards_timestamps:
+            lines.append(f"    {r.backwards_timestamps} timestamps go backwards")
+        if r.malformed_count:
+            lines.append(f"    {r.malformed_count} malformed row(s):")
+            lines.extend(f"      {issue}" for issue in r.malformed)
+            if r.malformed_count > len(r.malformed):
+                lines.append(f"      ... and {r.malformed_count - len(r.malformed)} more")
+    bad = sum(not r.ok for r in reports)
+    lines.append(f"{len(reports)} file(s), {sum(r.rows for r in reports)} rows, "
+                 f"{bad} with problems" if reports else f"no recordings found under {root}")
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""Recordings → one flat graph store with train / val / test splits, vocabulary and scalers.
+
+The rules that keep the evaluation honest live here:
+
+- windows are cut inside one file (each file is turned into graphs on its own);
+- training files with the same content are counted once (:func:`kdgat.data.layout.discover`);
+- validation is the last ``val_fraction`` of every training file, separated from the training
+  part by one window of unused frames, never a random sample of windows;
+- the CAN-id vocabulary and the feature scalers are fit on the training part only;
+- test folders are only ever test splits.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from kdgat.data.frames import Frames, OnError
+from kdgat.data.graphs import EDGE_FEATURES, NODE_FEATURES, WindowGraphs, build_window_graphs
+from kdgat.data.layout import DatasetLayout, Recording
+from kdgat.data.readers import read_recording
+
+TRAIN, VAL = 0, 1  # split codes; test scenario k has code 2 + k
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    """How recordings become graphs (part of the cache key).
+
+    Args:
+        window: frames per window (default 100).
+        stride: frames between window starts (default 100).
+        val_fraction: share of each training file's frames held out at its end for validation.
+        on_error: ``"fail"`` on malformed rows, or ``"skip"`` them (counted in the cache's metadata).
+    """
+
+    window: int = 100
+    stride: int = 100
+    val_fraction: float = 0.2
+    on_error: OnError = "fail"
+
+    def __post_init__(self):
+        if self.window < 2:
+            raise ValueError(f"window must be at least 2 frames, got {self.window}")
+        if not 1 <= self.stride:
+            raise ValueError(f"stride must be at least 1 frame, got {self.stride}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.on_error not in ("fail", "skip"):
+            raise ValueError(f"on_error must be 'fail' or 'skip', got {self.on_error!r}")
+
+
+def _segments(frames: Frames, recording: Recording, params: PrepareParams):
+    """(split code, first frame, frame count) of the parts of one file."""
+    n = len(frames)
+    if recording.split != "train":
+        return [(None, 0, n)]
+    cut = int(n * (1.0 - params.val_fraction))
+    # One window of frames between the two parts keeps validation windows from touching training.
+    return [(TRAIN, 0, cut), (VAL, cut + params.window, max(n - cut - params.window, 0))]
+
+
+def _graphs_of(recording: Recording, params: PrepareParams):
+    frames = read_recording(recording.path, on_error=params.on_error)
+    parts = [(code, build_window_graphs(frames, params.window, params.stride, first, count))
+             for code, first, count in _segments(frames, recording, params)]
+    summary = {
+        "relpath": recording.relpath, "split": recording.split, "attack_type": recording.attack_type,
+        "sha256": recording.sha256, "rows": len(frames), "attack_rows": int(frames.attack.sum()),
+        "skipped_rows": frames.skipped_rows, "blank_lines": frames.blank_lines,
+        "issues": [str(issue) for issue in frames.issues[:20]],
+        "windows": int(sum(g.num_graphs for _, g in parts)),
+    }
+    return parts, summary
+
+
+def _concat(pieces: list[WindowGraphs]) -> dict[str, np.ndarray]:
+    node_counts = np.concatenate([np.diff(g.node_ptr) for g in pieces])
+    edge_counts = np.concatenate([np.diff(g.edge_ptr) for g in pieces])
+    return {
+        "node_ptr": np.concatenate([[0], np.cumsum(node_counts)]).astype(np.int64),
+        "edge_ptr": np.concatenate([[0], np.cumsum(edge_counts)]).astype(np.int64),
+        "x": np.concatenate([g.x for g in pieces]),
+        "node_can_id": np.concatenate([g.node_can_id for g in pieces]),
+        "edge_index": np.concatenate([g.edge_index for g in pieces], axis=1),
+        "edge_attr": np.concatenate([g.edge_attr for g in pieces]),
+        "y": np.concatenate([g.y for g in pieces]),
+        "attack_frames": np.concatenate([g.attack_frames for g in pieces]),
+        "start_frame": np.concatenate([g.start_frame for g in pieces]),
+    }
+
+
+def _moments(values: np.ndarray) -> tuple[list[float], list[float]]:
+    mean = values.mean(axis=0, dtype=np.float64)
+    std = values.std(axis=0, dtype=np.float64)
+    return mean.tolist(), np.where(std > 1e-8, std, 1.0).tolist()
+
+
+def prepare(layout: DatasetLayout, params: PrepareParams, workers: int | None = None):
+    """Turn every recording of a dataset into graphs.
+
+    Returns:
+        ``(arrays, meta)``: the flat arrays of all graphs (see :class:`WindowGraphs`, plus per-graph
+        ``split``, ``file_index``, ``window_index``; ``x`` and ``edge_attr`` standardized with the
+        training split's moments, which ``meta`` records) and a JSON-able description with the files,
+        split names, vocabulary, scalers and counts.
+    """
+    recordings = list(layout.recordings)
+    test_names = list(layout.tests)
+    workers = workers or min(len(recordings), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda r: _graphs_of(r, params), recordings))
+
+    pieces, split, file_index, window_index = [], [], [], []
+    for index, (recording, (parts, _)) in enumerate(zip(recordings, results)):
+        for code, graphs in parts:
+            code = code if code is not None else 2 + test_names.index(recording.split)
+            pieces.append(graphs)
+            split.append(np.full(graphs.num_graphs, code, dtype=np.int8))
+            file_index.append(np.full(graphs.num_graphs, index, dtype=np.int32))
+            window_index.append(np.arange(graphs.num_graphs, dtype=np.int32))
+    arrays = _concat(pieces)
+    arrays["split"] = np.concatenate(split)
+    arrays["file_index"] = np.concatenate(file_index)
+    arrays["window_index"] = np.concatenate(window_index)
+
+    graph_of_node = np.repeat(np.arange(len(arrays["y"])), np.diff(arrays["node_ptr"]))
+    graph_of_edge = np.repeat(np.arange(len(arrays["y"])), np.diff(arrays["edge_ptr"]))
+    train_nodes = arrays["split"][graph_of_node] == TRAIN
+    train_edges = arrays["split"][graph_of_edge] == TRAIN
+    if not train_nodes.any():
+        raise ValueError(f"{layout.root}: the training files give no complete window of "
+                         f"{params.window} frames; lower window= or add training data")
+    x_mean, x_std = _moments(arrays["x"][train_nodes])
+    e_mean, e_std = _moments(arrays["edge_attr"][train_edges])
+    # Stored standardized (with the training split's moments), so batches need no arithmetic.
+    arrays["x"] = ((arrays["x"] - np.asarray(x_mean, np.float32)) / np.asarray(x_std, np.float32)).astype(np.float32)
+    arrays["edge_attr"] = ((arrays["edge_attr"] - np.asarray(e_mean, np.float32)) / np.asarray(e_std, np.float32)).astype(np.float32)
+    vocabulary, vocabulary_windows = np.unique(arrays["node_can_id"][train_nodes], return_counts=True)
+    split_names = ["train", "val"] + test_names
+    meta = {
+        "params": asdict(params),
+        "root": str(layout.root),
+        "files": [summary for _, summary in results],
+        "duplicates_dropped": [list(pair) for pair in layout.duplicates],
+        "splits": split_names,
+        "graphs_per_split": {name: int((arrays["split"] == code).sum())
+                             for code, name in enumerate(split_names)},
+        "attacks_per_split": {name: int(arrays["y"][arrays["split"] == code].sum())
+                              for code, name in enumerate(split_names)},
+        # ids of training windows and in how many training windows each occurs
+        "vocabulary": vocabulary.tolist(), "vocabulary_windows": vocabulary_windows.tolist(),
+        "node_features": list(NODE_FEATURES), "edge_features": list(EDGE_FEATURES),
+        "node_scaler": {"mean": x_mean, "std": x_std},
+        "edge_scaler": {"mean": e_mean, "std": e_std},
+        "num_nodes": int(len(arrays["x"])), "num_edges": int(len(arrays["edge_attr"])),
+    }
+    return arrays, meta

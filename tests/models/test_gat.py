@@ -1,0 +1,135 @@
+import pytest
+import torch
+from torch_geometric.utils import scatter
+
+from kdgat.models import GATClassifier, build_model, count_parameters, gat_student, gat_teacher
+from kdgat.models.sizes import SIZE_NAMES
+
+NUM_IDS, IN_CHANNELS, EDGE_DIM = 12, 5, 2
+
+
+def toy_batch(sizes=(5, 7), num_edges=(9, 14), seed=0):
+    """Window graphs laid out like a GraphBatch: one node per CAN id, random
+    directed edges inside each graph."""
+    gen = torch.Generator().manual_seed(seed)
+    node_ids, batch, edges, offset = [], [], [], 0
+    for g, (n, e) in enumerate(zip(sizes, num_edges)):
+        node_ids.append(torch.randperm(NUM_IDS, generator=gen)[:n])
+        batch.append(torch.full((n,), g))
+        edges.append(torch.randint(0, n, (2, e), generator=gen) + offset)
+        offset += n
+    edge_index = torch.cat(edges, dim=1)
+    return dict(
+        x=torch.randn(offset, IN_CHANNELS, generator=gen),
+        node_id=torch.cat(node_ids),
+        edge_index=edge_index,
+        edge_attr=torch.randn(edge_index.size(1), EDGE_DIM, generator=gen),
+        batch=torch.cat(batch),
+        num_graphs=len(sizes),
+    )
+
+
+def permute_within_graphs(data, seed=1):
+    """Relabel nodes inside each graph; returns the permuted batch."""
+    gen = torch.Generator().manual_seed(seed)
+    blocks = []
+    for g in range(data["num_graphs"]):
+        nodes = (data["batch"] == g).nonzero().squeeze(1)
+        blocks.append(nodes[torch.randperm(nodes.numel(), generator=gen)])
+    perm = torch.cat(blocks)  # new position -> old node
+    assert not torch.equal(perm, torch.arange(perm.numel())), "pick a seed that permutes"
+    new_of_old = torch.empty_like(perm)
+    new_of_old[perm] = torch.arange(perm.numel())
+    return dict(
+        data,
+        x=data["x"][perm],
+        node_id=data["node_id"][perm],
+        batch=data["batch"][perm],
+        edge_index=new_of_old[data["edge_index"]],
+    )
+
+
+def small_gat(**kwargs):
+    torch.manual_seed(0)
+    defaults = dict(emb_dim=4, hidden=6, heads=3, num_layers=2)
+    return GATClassifier(NUM_IDS, IN_CHANNELS, EDGE_DIM, **(defaults | kwargs))
+
+
+@pytest.mark.parametrize("jk_mode", ["cat", "max", "lstm"])
+def test_shapes_and_backward_for_every_jk_mode(jk_mode):
+    data = toy_batch()
+    model = small_gat(jk_mode=jk_mode)
+    out = model.embed(**data)
+    width = 6 * 3 * (2 if jk_mode == "cat" else 1)
+    assert model.emb_width == width
+    assert out.logits.shape == (2, 2)
+    assert out.node_emb.shape == (12, width)
+    assert out.graph_emb.shape == (2, width)
+    assert out.attention is None
+    out.logits.sum().backward()
+    assert model.id_embedding.weight.grad.abs().sum() > 0
+    model.eval()
+    assert torch.allclose(model(**data), model.embed(**data).logits)
+
+
+def test_attention_is_a_distribution_over_incoming_edges():
+    data = toy_batch()
+    model = small_gat().eval()
+    attention = model.embed(**data, return_attention=True).attention
+    assert len(attention) == 2
+    for edge_index, alpha in attention:
+        assert alpha.shape == (edge_index.size(1), 3)
+        assert alpha.min() >= 0 and alpha.max() <= 1
+        per_destination = scatter(alpha, edge_index[1], dim=0, dim_size=12, reduce="sum")
+        # GATConv adds self-loops, so every node (even one without edges) has weight 1.
+        assert torch.allclose(per_destination, torch.ones(12, 3), atol=1e-5)
+
+
+def test_pooled_output_is_invariant_to_node_relabelling():
+    data = toy_batch()
+    model = small_gat().eval()
+    original = model.embed(**data)
+    permuted = model.embed(**permute_within_graphs(data))
+    assert torch.allclose(original.logits, permuted.logits, atol=1e-5)
+    assert torch.allclose(original.graph_emb, permuted.graph_emb, atol=1e-5)
+
+
+def test_batched_graphs_match_graphs_run_alone():
+    data = toy_batch()
+    model = small_gat(jk_mode="max").eval()
+    together = model(**data)
+    for g, (lo, hi) in enumerate([(0, 5), (5, 12)]):
+        keep = (data["edge_index"][0] >= lo) & (data["edge_index"][0] < hi)
+        alone = model(
+            x=data["x"][lo:hi],
+            node_id=data["node_id"][lo:hi],
+            edge_index=data["edge_index"][:, keep] - lo,
+            edge_attr=data["edge_attr"][keep],
+            batch=torch.zeros(hi - lo, dtype=torch.long),
+            num_graphs=1,
+        )
+        assert torch.allclose(together[g], alone[0], atol=1e-5)
+
+
+def test_graph_without_edges_and_empty_trailing_graph():
+    data = toy_batch(sizes=(4,), num_edges=(0,))
+    data["num_graphs"] = 2  # a graph with no nodes still gets a row
+    logits = small_gat().eval()(**data)
+    assert logits.shape == (2, 2) and torch.isfinite(logits).all()
+
+
+def test_invalid_arguments_name_the_flag():
+    with pytest.raises(ValueError, match="jk_mode"):
+        small_gat(jk_mode="sum")
+    with pytest.raises(ValueError, match="num_layers"):
+        small_gat(num_layers=0)
+
+
+def test_size_ordering_and_teacher_student_ratio():
+    dims = dict(num_ids=72, in_channels=22, edge_dim=2)
+    counts = [count_parameters(build_model("gat", size, **dims)) for size in SIZE_NAMES]
+    assert counts == sorted(counts) and len(set(counts)) == len(counts)
+    teacher, student = count_parameters(gat_teacher(**dims)), count_parameters(gat_student(**dims))
+    assert teacher == counts[SIZE_NAMES.index("teacher")]
+    assert student <= 50_000 and 250_000 <= teacher <= 450_000
+    assert teacher / student >= 5
