@@ -50,9 +50,11 @@ usage() {
 CMD=$1
 DIR=$2
 case "$CMD" in start|stop|status|env) ;; *) usage ;; esac
-mkdir -p "$DIR" 2>/dev/null || true
-[ -d "$DIR" ] || die "cannot create directory $DIR"
-DIR=$(cd "$DIR" && pwd -P)
+if [ "$CMD" = start ]; then
+    mkdir -p "$DIR" 2>/dev/null || true
+    [ -d "$DIR" ] || die "cannot create directory $DIR"
+fi
+DIR=$(realpath -m "$DIR")
 
 CONF=$DIR/slurm.conf
 DBDCONF=$DIR/slurmdbd.conf
@@ -105,6 +107,26 @@ daemon_pid() {   # prints the PID of daemon $1 if it is running and ours
     echo "$pid"
 }
 
+descendants() {   # PIDs of all (live) descendants of $1, parents first
+    local map st rest pid queue=("$1") out=() cur
+    map=$(for st in /proc/[0-9]*/stat; do
+        rest=$(cat "$st" 2>/dev/null) || continue
+        pid=${rest%% *}
+        rest=${rest##*) }   # "S PPID ..."
+        set -- $rest
+        [ "$1" = Z ] || echo "$2 $pid"
+    done)
+    while [ ${#queue[@]} -gt 0 ]; do
+        cur=${queue[0]}
+        queue=("${queue[@]:1}")
+        for pid in $(awk -v p="$cur" '$1 == p {print $2}' <<<"$map"); do
+            out+=("$pid")
+            queue+=("$pid")
+        done
+    done
+    echo "${out[@]}"
+}
+
 kill_pid() {   # TERM, wait up to $2 s, KILL
     local pid=$1 wait=${2:-15} i
     pid_alive "$pid" || return 0
@@ -124,23 +146,19 @@ kill_pid() {   # TERM, wait up to $2 s, KILL
 
 # ---------------------------------------------------------------- checks
 require_binaries() {
-    local missing=() pkgs=() b
-    for b in munged; do command -v $b >/dev/null || { missing+=($b); pkgs+=(munge); }; done
-    for b in slurmctld slurmd; do command -v $b >/dev/null || { missing+=($b); pkgs+=(slurm-wlm); }; done
-    for b in sbatch scontrol sinfo squeue scancel; do
-        command -v $b >/dev/null || { missing+=($b); pkgs+=(slurm-wlm); }
-    done
+    local missing=() pkgs=() b pkg
+    need() { command -v "$1" >/dev/null || { missing+=("$1"); pkgs+=("$2"); }; }
+    need munged munge
+    for b in slurmctld slurmd sbatch scontrol sinfo squeue scancel; do need "$b" slurm-wlm; done
     if [ "$ACCOUNTING" = 1 ]; then
-        command -v slurmdbd >/dev/null || { missing+=(slurmdbd); pkgs+=(slurmdbd); }
-        command -v sacctmgr >/dev/null || { missing+=(sacctmgr); pkgs+=(slurm-wlm); }
-        for b in mariadbd mariadb-install-db mariadb mariadb-admin; do
-            command -v $b >/dev/null || { missing+=($b); pkgs+=(mariadb-server); }
-        done
+        need slurmdbd slurmdbd
+        need sacctmgr slurm-wlm
+        for b in mariadbd mariadb-install-db mariadb mariadb-admin; do need "$b" mariadb-server; done
     fi
     if [ ${#missing[@]} -gt 0 ]; then
-        pkgs=($(printf '%s\n' "${pkgs[@]}" | sort -u))
+        pkg=$(printf '%s\n' "${pkgs[@]}" | sort -u | tr '\n' ' ')
         die "missing binaries: ${missing[*]}
-  install them with: apt-get install -y ${pkgs[*]}
+  install them with: apt-get install -y ${pkg% }
   (the full set: apt-get install -y slurm-wlm munge slurmdbd mariadb-server;
    or run without accounting: SLURM_DEV_ACCOUNTING=0)"
     fi
@@ -163,7 +181,7 @@ pick_ports() {   # prints N distinct free ports
         p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo)))
         case "$used" in *" $p "*) continue ;; esac
         case " ${picked[*]} " in *" $p "*) continue ;; esac
-        picked+=($p)
+        picked+=("$p")
     done
     echo "${picked[@]}"
 }
@@ -238,8 +256,10 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1000
 SchedulerType=sched/backfill
-# batch_sched_delay=0: schedule batch jobs at once (default 3 s between passes).
-SchedulerParameters=batch_sched_delay=0${SCHED_PARAMS:+,$SCHED_PARAMS}
+# Fast scheduling for a tiny cluster: batch jobs are scheduled at submit (batch_sched_delay,
+# default 3 s), and the main and backfill passes run every 2 s (defaults 60 s and 30 s), so a
+# job whose BeginTime passed (e.g. after a requeue) starts within ~2 s.
+SchedulerParameters=batch_sched_delay=0,sched_interval=2,bf_interval=2${SCHED_PARAMS:+,$SCHED_PARAMS}
 MailProg=/bin/true
 ReturnToService=2
 # Requeue: batch jobs may be requeued (scontrol requeue, preemption); partition "high"
@@ -389,7 +409,7 @@ do_start() {
     t0=$(date +%s.%N)
     mkdir -p "$RUN" "$LOGD" "$DIR/state" "$DIR/spool"
     chmod 700 "$DIR"
-    ports=($(pick_ports 4))
+    read -ra ports <<<"$(pick_ports 4)"
     [ "$ACCOUNTING" != 1 ] || [ -f "$DIR/db.pass" ] ||
         (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/db.pass")
     write_configs "${ports[@]}"
@@ -441,8 +461,12 @@ do_stop() {
         tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$CONF" && echo "$p"
     done)
     for pid in $pids; do
-        log "stopping leftover slurmstepd $pid"
-        kill_pid "$pid" 5
+        local kids
+        kids=$(descendants "$pid")
+        log "stopping leftover slurmstepd $pid and its job processes: ${kids:-none}"
+        for p in $kids; do kill -TERM "$p" 2>/dev/null || true; done
+        for p in $kids; do kill_pid "$p" 5; done
+        kill_pid "$pid" 2
     done
     rm -f "$MUNGE_SOCK" "$MUNGE_SOCK.lock" "$MYSQL_SOCK"
     if [ $any = 1 ]; then log "stopped cluster under $DIR"; else log "nothing running under $DIR"; fi

@@ -190,6 +190,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(dataset, tmp_path):
         assert data[4:8] == b"\0\0\0\0" and not data[3] & 0x08, name  # gzip: mtime 0, no file name
         with gzip.open(io.BytesIO(data)) as handle:
             assert handle.readline() == b"timestamp,arbitration_id,data_field,attack\n"
+            assert handle.readline().startswith(b"1672531200.0,"), name  # written like set_0x
 
 
 def test_medium_is_about_five_times_small(dataset, tmp_path):

@@ -164,6 +164,19 @@ class SlurmCluster:
 
         return self.wait_until(check, timeout=timeout, what=f"sacct records of job {jobid}")
 
+    def job_ids(self) -> set[str]:
+        """Ids of the jobs in the queue (array jobs by their array job id)."""
+        return set(self.run("squeue", "-h", "-o", "%F", check=False).stdout.split())
+
+    def cancel(self, jobids, *, timeout: float = 30) -> None:
+        """scancel JOBIDS and wait (bounded) until they have left the queue."""
+        jobids = set(jobids)
+        if not jobids:
+            return
+        self.run("scancel", *sorted(jobids), check=False)
+        self.wait_until(lambda: not (self.job_ids() & jobids), timeout=timeout,
+                        what=f"cancelled jobs {sorted(jobids)} to leave the queue")
+
     def diagnostics(self) -> str:
         parts = []
         for args in (("squeue", "-a"), ("sinfo", "-N", "-l")):
@@ -179,8 +192,21 @@ class SlurmCluster:
         return "\n".join(parts)
 
 
+@pytest.fixture(autouse=True)
+def _cancel_jobs_left_by_test(request):
+    """After each test here that used the cluster, cancel the jobs it left in the queue, so a
+    failed test cannot block the next one. Jobs that were queued before the test are kept."""
+    if "slurm_cluster" not in request.fixturenames:
+        yield
+        return
+    cluster = request.getfixturevalue("slurm_cluster")
+    before = cluster.job_ids()
+    yield
+    cluster.cancel(cluster.job_ids() - before)
+
+
 @pytest.fixture(scope="session")
-def slurm_cluster(request, tmp_path_factory):
+def slurm_cluster(request):
     """A private Slurm cluster with accounting for the whole session (see module docstring)."""
     existing = os.environ.get("KDGAT_SLURM_CONF")
     if existing:

@@ -14,9 +14,7 @@ import torch
 
 from kdgat.data.cache import GraphCache
 
-# Unseen ids are spread over several buckets: one shared index made every unseen id of a new
-# vehicle identical, and upstream models answered constantly on such vehicles.
-DEFAULT_OOV_BUCKETS = 8
+from kdgat.data.settings import DEFAULT_OOV_BUCKETS  # noqa: E402  (re-exported)
 _OOV_HASH = 0x9E3779B1  # Knuth's multiplicative hash spreads consecutive ids over the buckets
 
 

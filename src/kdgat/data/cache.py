@@ -25,7 +25,7 @@ import numpy as np
 from kdgat.data.layout import DatasetLayout
 from kdgat.data.prepare import PrepareParams, prepare
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: byte spreads summed in float64 (entries of 2 hold float32-cancelled ones)
 META = "meta.json"
 
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from kdgat.data.batch import DEFAULT_OOV_BUCKETS, CANIdVocabulary, GraphBatch, GraphStore
+from kdgat.data.batch import CANIdVocabulary, GraphBatch, GraphStore
 from kdgat.data.cache import GraphCache, load_or_build
 from kdgat.data.datasets import cache_root, dataset_folder
 from kdgat.data.layout import discover
 from kdgat.data.prepare import PrepareParams
+from kdgat.data.settings import DataSettings
 
 
 class BatchSampler(Sampler):
@@ -47,6 +47,43 @@ class BatchSampler(Sampler):
             yield order[start:start + self.batch_size]
 
 
+class CurriculumSampler(BatchSampler):
+    """Batches for curriculum learning: benign windows easy → hard, attacks always in.
+
+    At epoch ``e`` the easiest ``n_e`` benign windows (lowest difficulty) join all attack windows,
+    where ``n_e`` grows linearly from ``start_ratio`` × the attack count to every benign window at
+    ``ramp_epochs``. Each epoch's selection is shuffled with the seed and the epoch.
+
+    Args:
+        graphs: training graph indices.
+        labels: their window labels.
+        difficulty: their difficulty (a teacher VGAE's anomaly score; used for benign windows).
+        batch_size, seed: as :class:`BatchSampler`.
+        start_ratio: benign : attack ratio at epoch 0 (1.0 = balanced).
+        ramp_epochs: epochs until the natural ratio.
+    """
+
+    def __init__(self, graphs, labels, difficulty, batch_size: int, seed: int = 0,
+                 start_ratio: float = 1.0, ramp_epochs: int = 10):
+        super().__init__(graphs, batch_size, shuffle=True, seed=seed)
+        graphs, labels = np.asarray(graphs), np.asarray(labels)
+        benign = labels == 0
+        self.attacks = graphs[~benign]
+        self.benign_by_difficulty = graphs[benign][np.argsort(np.asarray(difficulty)[benign], kind="stable")]
+        self.start_ratio, self.ramp_epochs = start_ratio, ramp_epochs
+        self.set_epoch(0)
+
+    def benign_count(self, epoch: int) -> int:
+        total = len(self.benign_by_difficulty)
+        start = min(total, int(round(self.start_ratio * max(len(self.attacks), 1))))
+        progress = min(epoch / self.ramp_epochs, 1.0)
+        return int(round(start + (total - start) * progress))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.graphs = np.concatenate([self.attacks, self.benign_by_difficulty[:self.benign_count(epoch)]])
+
+
 class _Batches(Dataset):
     def __init__(self, store: GraphStore):
         self.store = store
@@ -60,46 +97,24 @@ def _unbatched(batch):  # the sampler already groups graphs; nothing to collate
 
 
 class CANGraphDataModule(L.LightningDataModule):
-    """Window graphs of one can-train-and-test dataset.
+    """Window graphs of one can-train-and-test dataset (settings: :class:`DataSettings`).
 
     ``prepare_data`` builds the graph cache once (or loads it), ``setup`` memory-maps it. The
     training loader reshuffles every epoch from ``seed``; validation and test loaders keep order.
     ``test_dataloader`` returns one loader per test folder, in ``test_names`` order.
-
-    Args:
-        dataset: dataset name (a folder of ``data_root``; ``synthetic`` is generated on first use).
-        data_root: folder holding the datasets (default ``KDGAT_DATA_ROOT``).
-        cache_dir: folder for prepared graphs (default ``KDGAT_CACHE_DIR`` or ``<runs root>/.cache``).
-        window: frames per window graph (default 100).
-        stride: frames between window starts (default 100).
-        val_fraction: share of each training file held out at its end for validation (default 0.2).
-        on_error: malformed rows: ``"fail"`` or ``"skip"`` (skipped rows are counted in the cache).
-        batch_size: training graphs per batch.
-        eval_batch_size: graphs per validation and test batch.
-        oov_buckets: embedding buckets for CAN ids unseen in training.
-        train_windows: ``"all"``, or ``"normals_only"`` to train on benign windows only (VGAE).
-        seed: shuffle seed.
-        synth_scale: size of the generated synthetic dataset (``small`` or ``medium``).
-        num_workers: DataLoader worker processes (0: assemble batches in the training process).
     """
 
-    def __init__(self, dataset: str = "synthetic", data_root: str | None = None,
-                 cache_dir: str | None = None, window: int = 100, stride: int = 100,
-                 val_fraction: float = 0.2, on_error: Literal["fail", "skip"] = "fail",
-                 batch_size: int = 64, eval_batch_size: int = 256,
-                 oov_buckets: int = DEFAULT_OOV_BUCKETS,
-                 train_windows: Literal["all", "normals_only"] = "all", seed: int = 0,
-                 synth_scale: Literal["small", "medium"] = "small", num_workers: int = 0):
+    def __init__(self, **settings):
         super().__init__()
-        if train_windows not in ("all", "normals_only"):
-            raise ValueError(f"train_windows must be 'all' or 'normals_only', got {train_windows!r}")
-        self.dataset, self.data_root, self.cache_dir = dataset, data_root, cache_dir
-        self.params = PrepareParams(window=window, stride=stride, val_fraction=val_fraction,
-                                    on_error=on_error)
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.oov_buckets, self.train_windows, self.seed = oov_buckets, train_windows, seed
-        self.synth_scale, self.num_workers = synth_scale, num_workers
+        self.settings = s = DataSettings(**settings)
+        self.dataset, self.data_root, self.cache_dir = s.dataset, s.data_root, s.cache_dir
+        self.params = PrepareParams(window=s.window, stride=s.stride, val_fraction=s.val_fraction,
+                                    on_error=s.on_error)
+        self.batch_size, self.eval_batch_size = s.batch_size, s.eval_batch_size
+        self.oov_buckets, self.train_windows, self.seed = s.oov_buckets, s.train_windows, s.seed
+        self.synth_scale, self.num_workers = s.synth_scale, s.num_workers
         self.store: GraphStore | None = None
+        self.curriculum = None
         self._cache_folder = None
 
     def prepare_data(self) -> None:
@@ -143,12 +158,24 @@ class CANGraphDataModule(L.LightningDataModule):
             graphs = graphs[self.store.y[graphs] == 0]
         return graphs
 
+    def set_curriculum(self, graphs: np.ndarray, difficulty: np.ndarray, settings) -> None:
+        """Serve training windows by curriculum (``settings``: CurriculumSettings)."""
+        self.curriculum = (np.asarray(graphs), np.asarray(difficulty), settings)
+
     def _loader(self, sampler: BatchSampler) -> DataLoader:
         return DataLoader(_Batches(self.store), sampler=sampler, batch_size=None,
                           collate_fn=_unbatched, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
+        if self.curriculum is not None:
+            graphs, difficulty, settings = self.curriculum
+            sampler = CurriculumSampler(graphs, self.store.y[graphs], difficulty, self.batch_size,
+                                        seed=self.seed, start_ratio=settings.start_ratio,
+                                        ramp_epochs=settings.ramp_epochs)
+            # Lightning reloads loaders every epoch for the curriculum; start at the right stage.
+            sampler.set_epoch(self.trainer.current_epoch if self._trainer is not None else 0)
+            return self._loader(sampler)
         return self._loader(BatchSampler(self.train_graphs(), self.batch_size, shuffle=True,
                                          seed=self.seed))
 

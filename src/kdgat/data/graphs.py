@@ -106,10 +106,12 @@ def build_window_graphs(frames: Frames, window: int = 100, stride: int = 100,
     num_nodes = len(node_key)
 
     # Node features from segment sums over the sorted frames.
-    payload = frames.payload[frame[order]].astype(np.float32)
-    dlc = frames.dlc[frame[order]].astype(np.float32)
+    # float64: the variance is E[b²] - E[b]², which cancels badly in float32 for a byte that
+    # changes once in a window (std off by up to ~40%).
+    payload = frames.payload[frame[order]].astype(np.float64)
+    dlc = frames.dlc[frame[order]].astype(np.float64)
     sums = np.add.reduceat(np.column_stack([np.ones_like(dlc), dlc, payload, payload * payload]),
-                           group_start, axis=0) if num_nodes else np.zeros((0, 18), np.float32)
+                           group_start, axis=0) if num_nodes else np.zeros((0, 18), np.float64)
     count = sums[:, 0]
     byte_mean = sums[:, 2:10] / count[:, None]
     byte_std = np.sqrt(np.maximum(sums[:, 10:18] / count[:, None] - byte_mean**2, 0.0))
@@ -124,7 +126,8 @@ def build_window_graphs(frames: Frames, window: int = 100, stride: int = 100,
         iat_mean = np.where(gap_count > 0, gap_sum / gap_count, 0.0)
         iat_std = np.sqrt(np.maximum(np.where(gap_count > 0, gap_sq / gap_count, 0.0) - iat_mean**2, 0))
     position = (order % window).astype(np.float32) / (window - 1)
-    group_end = np.append(group_start[1:], len(order)) - 1
+    # [:num_nodes]: with no complete window (a file or segment shorter than one) there is no group.
+    group_end = np.append(group_start[1:], len(order))[:num_nodes] - 1
     x = np.column_stack([
         count / window, sums[:, 1] / count, byte_mean / 255.0, byte_std / 255.0,
         iat_mean, iat_std, position[group_start], position[group_end],

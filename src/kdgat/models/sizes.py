@@ -20,34 +20,8 @@ from kdgat.models.vgae import VGAE
 
 ModelName = Literal["gat", "vgae", "dqn", "mlp"]
 SizeName = Literal["tiny", "student", "intermediate", "teacher", "huge"]
-SIZE_NAMES: tuple[str, ...] = ("tiny", "student", "intermediate", "teacher", "huge")
-
-_FUSION_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": dict(hidden=32, num_layers=1),
-    "student": dict(hidden=160, num_layers=2),
-    "intermediate": dict(hidden=320, num_layers=2),
-    "teacher": dict(hidden=576, num_layers=3),
-    "huge": dict(hidden=1024, num_layers=4),
-}
-
-SIZES: dict[str, dict[str, dict[str, Any]]] = {
-    "gat": {
-        "tiny": dict(emb_dim=4, hidden=8, heads=2, num_layers=1),
-        "student": dict(emb_dim=8, hidden=24, heads=4, num_layers=2),
-        "intermediate": dict(emb_dim=12, hidden=32, heads=4, num_layers=3),
-        "teacher": dict(emb_dim=16, hidden=48, heads=8, num_layers=3),
-        "huge": dict(emb_dim=32, hidden=64, heads=8, num_layers=4),
-    },
-    "vgae": {
-        "tiny": dict(emb_dim=2, hidden=(16, 8), latent_dim=4, heads=1),
-        "student": dict(emb_dim=4, hidden=(80, 40), latent_dim=16, heads=1),
-        "intermediate": dict(emb_dim=16, hidden=(240, 120), latent_dim=32, heads=2),
-        "teacher": dict(emb_dim=32, hidden=(480, 240), latent_dim=48, heads=4),
-        "huge": dict(emb_dim=64, hidden=(960, 480, 240), latent_dim=64, heads=8),
-    },
-    "dqn": _FUSION_SIZES,
-    "mlp": _FUSION_SIZES,
-}
+# The numbers live in the import-light builders module, which the config store reads.
+from kdgat.models.builders import SIZE_NAMES, SIZES  # noqa: E402
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -81,6 +55,8 @@ def build_model(
     only ``state_dim``.
     """
     kwargs = _size_kwargs(model, size) | overrides
+    if "hidden" in kwargs and isinstance(kwargs["hidden"], list):
+        kwargs["hidden"] = tuple(kwargs["hidden"])
     if model in ("gat", "vgae"):
         dims = dict(num_ids=num_ids, in_channels=in_channels, edge_dim=edge_dim)
         missing = [name for name, value in dims.items() if value is None]

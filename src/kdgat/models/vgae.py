@@ -176,6 +176,11 @@ class VGAE(nn.Module):
         """Training loss parts (node means): ``mse``, ``id_ce``,
         ``neighbour_bce``, ``kl`` and their weighted sum ``total``."""
         out = self(x, node_id, edge_index, edge_attr, batch, num_graphs)
+        return self.loss_parts(out, x, node_id, edge_index)
+
+    def loss_parts(self, out: VGAEOutput, x: Tensor, node_id: Tensor, edge_index: Tensor) -> dict[str, Tensor]:
+        """The loss parts of :meth:`loss` from an output already computed (so distillation can
+        reuse the same forward pass for its matching terms)."""
         parts = {
             "mse": F.mse_loss(out.x_hat, x),
             "id_ce": F.cross_entropy(out.id_logits, node_id),

@@ -1,0 +1,1 @@
+"""Run directories: allocation, the files they hold, and finding completed runs."""

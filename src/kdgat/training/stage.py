@@ -1,0 +1,132 @@
+"""Running one stage end to end: data, module, teachers, fit, honest evaluation, run files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdgat.grid import GridPoint
+from kdgat.runs.allowlist import check_targets
+from kdgat.runs.rundir import write_json
+
+
+def _anomaly_scores(vgae, store, graphs: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    vgae.eval()
+    scores = []
+    with torch.no_grad():
+        for start in range(0, len(graphs), batch_size):
+            b = store.assemble(graphs[start:start + batch_size])
+            scores.append(vgae.anomaly_score(b.x, b.node_id, b.edge_index, b.edge_attr, b.batch,
+                                             b.num_graphs).numpy())
+    return np.concatenate(scores) if scores else np.zeros(0, np.float32)
+
+
+def build_module(cfg, point: GridPoint, datamodule, needs: dict[str, Path]):
+    """Instantiate the stage's LightningModule and attach its frozen teachers / inputs."""
+    from hydra.utils import instantiate
+
+    from kdgat.training.fusion import STATE_FEATURES
+    from kdgat.training.teachers import load_network
+
+    graph_dims = dict(num_ids=datamodule.num_ids, in_channels=datamodule.num_node_features,
+                      edge_dim=datamodule.num_edge_features)
+    network = instantiate(cfg.network)
+    if point.learning_type == "fusion":
+        module = instantiate(cfg.module, network=network)
+        vgae = load_network(needs["vgae"], graph_dims)
+        gat = load_network(needs["gat"], graph_dims)
+        benign = datamodule.store.graphs_of("train")
+        benign = benign[datamodule.store.y[benign] == 0]
+        module.attach_inputs(vgae, gat, _anomaly_scores(vgae, datamodule.store, benign))
+        teacher_dims = {"state_dim": len(STATE_FEATURES)}
+    else:
+        module = instantiate(cfg.module, network=network, **graph_dims)
+        teacher_dims = graph_dims
+    if "teacher" in needs:
+        module.attach_teacher(load_network(needs["teacher"], teacher_dims))
+    if "scorer" in needs:
+        scorer = load_network(needs["scorer"], graph_dims)
+        train = datamodule.train_graphs()
+        datamodule.set_curriculum(train, _anomaly_scores(scorer, datamodule.store, train),
+                                  instantiate(cfg.curriculum))
+    return module
+
+
+def _learning_curves(run_dir: Path) -> dict[str, list]:
+    """Per-epoch values from the CSV logger (one row per logging call; epoch rows merged)."""
+    path = run_dir / "logs" / "metrics.csv"
+    if not path.is_file():
+        return {}
+    by_epoch: dict[int, dict[str, float]] = {}
+    with open(path) as handle:
+        for row in csv.DictReader(handle):
+            epoch = by_epoch.setdefault(int(float(row["epoch"])), {})
+            epoch.update({k: float(v) for k, v in row.items() if v not in ("", None) and k not in ("epoch", "step")})
+    keys = sorted({k for values in by_epoch.values() for k in values})
+    return {k: [by_epoch[e].get(k) for e in sorted(by_epoch)] for k in keys}
+
+
+def run_stage(cfg, point: GridPoint, run_dir: Path, needs: dict[str, Path]) -> dict:
+    import lightning as L
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from kdgat.evaluation.plots import plot_learning_curves
+    from kdgat.models.sizes import count_parameters
+    from kdgat.training.evaluate import evaluate
+
+    check_targets(cfg, where="the composed config")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.datamodule)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(cfg, point, datamodule, needs)
+
+    monitor = module.monitor
+    mode = module.monitor_mode[monitor]
+    checkpoints = run_dir / "checkpoints"
+    callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode=mode,
+                                 save_last=True, enable_version_counter=False)]
+    if cfg.early_stopping.enabled:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping.patience,
+                                       min_delta=cfg.early_stopping.min_delta))
+    extra = {"reload_dataloaders_every_n_epochs": 1} if datamodule.curriculum is not None else {}
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=str(run_dir),
+                          logger=CSVLogger(str(run_dir), name="logs", version=""), **extra)
+    last = checkpoints / "last.ckpt"
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+
+    best = checkpoints / "best.ckpt"
+    if best.is_file():  # evaluate the best epoch, loaded strictly
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+    document = evaluate(module, datamodule, run_dir, threshold_rule=cfg.threshold_rule)
+    curves = _learning_curves(run_dir)
+    if curves:
+        plot_learning_curves(curves, run_dir / "plots" / "learning_curves.png")
+    pooled = document["test"]["pooled"]
+    document["summary"] = {
+        "grid_point": point.name, "parameters": count_parameters(module.network),
+        "epochs": int(trainer.current_epoch), "best_epoch_metric": _float(
+            callbacks[0].best_model_score), "monitor": monitor,
+        "test_pooled_f1": pooled["f1"], "test_pooled_auroc": pooled["auroc"],
+        "threshold": document["threshold"]["value"],
+    }
+    document["data"] = {"cache": str(datamodule.store.cache.folder),
+                        "graphs_per_split": datamodule.store.meta["graphs_per_split"],
+                        "vocabulary_size": len(datamodule.store.meta["vocabulary"])}
+    document["dependencies"] = {role: str(path) for role, path in needs.items()}
+    document["history"] = curves
+    write_json(run_dir / "metrics.json", document)
+    return document
+
+
+def _float(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
