@@ -44,11 +44,39 @@ def _overrides() -> list[str]:
         return []
 
 
+def validate_settings(cfg) -> None:
+    """Build every settings dataclass once, so a bad value fails before any run directory exists."""
+    from omegaconf import OmegaConf
+
+    from kdgat.data.settings import DataSettings
+    from kdgat.training import settings
+
+    def plain(node) -> dict:
+        values = OmegaConf.to_container(node, resolve=True)
+        return {k: v for k, v in values.items() if not k.startswith("_")}
+
+    DataSettings(**plain(cfg.datamodule))
+    settings.TrainerSettings(**{k: v for k, v in plain(cfg.trainer).items()
+                                if k in settings.TrainerSettings.__dataclass_fields__})
+    settings.CurriculumSettings(**plain(cfg.curriculum))
+    settings.EarlyStoppingSettings(**plain(cfg.early_stopping))
+    for name, kind in (("optimizer", settings.OptimizerSettings), ("scheduler", settings.SchedulerSettings),
+                       ("distillation", settings.DistillationSettings), ("fusion", settings.FusionSettings)):
+        if name in cfg.module:
+            kind(**plain(cfg.module[name]))
+    from kdgat.evaluation.thresholds import THRESHOLD_RULES
+
+    if cfg.threshold_rule not in THRESHOLD_RULES:
+        raise ValueError(f"threshold_rule={cfg.threshold_rule!r} is not valid; choose one of: "
+                         f"{', '.join(THRESHOLD_RULES)}")
+
+
 def prepare_run(cfg, overrides: list[str] | None = None) -> tuple[GridPoint, Path, dict[str, Path]]:
     """Validate, resolve dependencies, allocate ``run_NNN`` and write the files that describe it."""
     from omegaconf import OmegaConf
 
     point = grid_point(cfg)
+    validate_settings(cfg)
     runs_root = Path(cfg.runs_root)
     pinned = {role: OmegaConf.select(cfg, key) for role, key in PIN_KEYS.items()}
     data_root = OmegaConf.select(cfg, "data_root")
@@ -68,9 +96,32 @@ def prepare_run(cfg, overrides: list[str] | None = None) -> tuple[GridPoint, Pat
     return point, run_dir, needs
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by the input (config, data, runs), reported as a message, not a traceback."""
+    from kdgat.data.frames import FrameFormatError
+    from kdgat.grid import InvalidGridPoint
+    from kdgat.runs.allowlist import DisallowedTarget
+    from kdgat.runs.dependencies import MissingDependency
+
+    errors = (InvalidGridPoint, MissingDependency, DisallowedTarget, FrameFormatError,
+              FileNotFoundError, ValueError)
+    if "kdgat.training.teachers" in sys.modules:
+        errors += (sys.modules["kdgat.training.teachers"].IncompatibleCheckpoint,)
+    return errors
+
+
+def _fail(err: BaseException, run_dir: Path | None = None) -> None:
+    where = f" (run directory {run_dir}: status failed, traceback in status.json)" if run_dir else ""
+    print(f"kdgat-train: error: {err}{where}", file=sys.stderr)
+    raise SystemExit(2) from err
+
+
 def train_task(zen_cfg) -> dict:
     """One training run: returns the run's metrics document (never a model)."""
-    point, run_dir, needs = prepare_run(zen_cfg)
+    try:
+        point, run_dir, needs = prepare_run(zen_cfg)
+    except user_errors() as err:
+        _fail(err)
     try:
         from kdgat.training.stage import run_stage
 
@@ -78,6 +129,8 @@ def train_task(zen_cfg) -> dict:
     except BaseException as err:
         set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}",
                    traceback=traceback.format_exc(limit=20))
+        if isinstance(err, user_errors()):
+            _fail(err, run_dir)
         raise
     set_status(run_dir, "completed", summary=document.get("summary", {}))
     print(f"kdgat: {point.name} completed in {run_dir}")

@@ -174,7 +174,8 @@ class CANGraphDataModule(L.LightningDataModule):
                                         seed=self.seed, start_ratio=settings.start_ratio,
                                         ramp_epochs=settings.ramp_epochs)
             # Lightning reloads loaders every epoch for the curriculum; start at the right stage.
-            sampler.set_epoch(self.trainer.current_epoch if self._trainer is not None else 0)
+            trainer = getattr(self, "trainer", None)
+            sampler.set_epoch(trainer.current_epoch if trainer is not None else 0)
             return self._loader(sampler)
         return self._loader(BatchSampler(self.train_graphs(), self.batch_size, shuffle=True,
                                          seed=self.seed))
