@@ -77,6 +77,8 @@ def prepare_run(cfg, overrides: list[str] | None = None) -> tuple[GridPoint, Pat
 
     point = grid_point(cfg)
     validate_settings(cfg)
+    # Absolute, so the saved config means the same thing from any working directory.
+    cfg.runs_root = str(Path(cfg.runs_root).resolve())
     runs_root = Path(cfg.runs_root)
     pinned = {role: OmegaConf.select(cfg, key) for role, key in PIN_KEYS.items()}
     data_root = OmegaConf.select(cfg, "data_root")
@@ -137,7 +139,83 @@ def train_task(zen_cfg) -> dict:
     return document
 
 
+def check_override_keys(argv: list[str]) -> None:
+    """Refuse an unknown top-level key or group before Hydra composes, with a did-you-mean.
+
+    Hydra's own message ("Key 'modle' not in 'TrainConf'") names no alternative; this one does.
+    Nested keys are checked by Hydra against the typed configs.
+    """
+    import difflib
+    import re
+
+    from kdgat.config.store import TrainConf
+
+    known = set(TrainConf.__dataclass_fields__) | {"dataset", "model", "size", "distillation", "mode",
+                                                     "optimizer", "scheduler", "trainer", "cluster",
+                                                     "experiment", "network", "hydra"}
+    known = {k for k in known if not k.startswith("_")}
+    for arg in argv:
+        match = re.match(r"^([~+]{0,2})([A-Za-z_][\w]*)(?:[.@/][^=]*)?=", arg)
+        if not match or match.group(1) or match.group(2) in known:
+            continue
+        key = match.group(2)
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        print(f"kdgat-train: error: unknown key {key!r} in override {arg!r}{hint}; top-level keys "
+              f"and groups: {', '.join(sorted(known))}. Add a new key with +{arg}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+HELP = """kdgat-train: train, evaluate and record one grid point of the KD-GAT experiment grid.
+
+Usage: kdgat-train [--cfg job|hydra|all] [--info] [-m] [key=value ...]
+
+  kdgat-train                                        a default run on the synthetic dataset
+  kdgat-train dataset=hcrl_sa model=gat size=student distillation=standard trainer.max_epochs=5
+  kdgat-train experiment=automotive_hcrl_sa_classifier_gat_student_standard_all_samples
+  kdgat-train -m dataset=hcrl_sa,set_01 size=teacher,student     (a sweep)
+
+Runs go to {runs_root}/{modality}/{dataset}/{learning_type}/{model}/{size}/{distillation}/{mode}/run_NNN/.
+`kdgat grid` lists the valid grid points (and so the experiment names); `--hydra-help` shows
+Hydra's own flags; `--cfg job` prints the composed config without running.
+
+== Configuration groups ==
+$GROUPS
+== Config ==
+Override anything in the config below (foo.bar=value); add keys with +foo.bar=value.
+
+$CONFIG"""
+
+
+def fast_help(argv: list[str]) -> str:
+    """Hydra's app help, without its per-group scan of the whole store (seconds per call)."""
+    import string
+
+    from hydra import compose, initialize
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    from kdgat.config.experiments import GROUP
+
+    store.add_to_hydra_store(overwrite_ok=True)
+    repo = ConfigStore.instance().repo
+    lines = []
+    for group in sorted(k for k, v in repo.items() if isinstance(v, dict) and k != "hydra"):
+        options = sorted(name[:-5] for name in repo[group] if name.endswith(".yaml"))
+        lines.append(f"{group}: {', '.join(options)}")
+    lines.append(f"{GROUP}: one per grid point, named after it (see `kdgat grid`)")
+    overrides = [a for a in argv if a not in ("--help", "-h")]
+    with initialize(version_base="1.3", config_path=None):
+        cfg = compose("train", overrides=overrides)
+    return string.Template(HELP).substitute(GROUPS="\n".join(lines),
+                                            CONFIG=OmegaConf.to_yaml(cfg))
+
+
 def main() -> None:
+    if ("--help" in sys.argv[1:] or "-h" in sys.argv[1:]) and "--hydra-help" not in sys.argv:
+        print(fast_help(sys.argv[1:]))
+        return
+    check_override_keys(sys.argv[1:])
     store.add_to_hydra_store()
     zen(train_task, pre_call=seed_everything).hydra_main(
         config_name="train", config_path=None, version_base="1.3")

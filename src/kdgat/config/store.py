@@ -14,7 +14,7 @@ Groups and what they set (``_global_`` options write the grid dimension plus the
 - ``mode``: ``grid.mode`` and the training windows (``normals_only``) or the curriculum;
 - ``optimizer``, ``scheduler``: ``module.optimizer`` / ``module.scheduler``;
 - ``trainer``: the Lightning Trainer; ``cluster``: the Hydra launcher;
-- ``experiment``: one per valid grid point, named after it.
+- ``experiment``: one per valid grid point, named after it (served by :mod:`kdgat.config.experiments`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hydra_zen import builds, make_config, store
 
 from kdgat.data.datasets import MODALITIES
 from kdgat.data.settings import DataSettings
-from kdgat.grid import LEARNING_TYPES, SIZES, all_points
+from kdgat.grid import LEARNING_TYPES, SIZES
 from kdgat.models.builders import BUILDERS
 from kdgat.models.builders import SIZES as MODEL_SIZES
 from kdgat.training.settings import (CurriculumSettings, DistillationSettings,
@@ -138,12 +138,6 @@ def _register() -> None:
     store(TrainerConf(accelerator="gpu", devices="1", precision="32-true", deterministic=False),
           group="trainer", name="gpu")
     store({}, group="cluster", name="local", package="_global_")
-    for point in all_points():
-        store({"defaults": [{f"override /{dim}": getattr(point, dim)}
-                            for dim in ("dataset", "model", "size", "distillation", "mode")]},
-              group="experiment", name=point.name, package="_global_")
-
-
     from hydra.conf import HydraConf, JobConf, RunDir, SweepDir
 
     # Hydra's own output stays out of the way: runs live in grid paths, and a sweep keeps its
