@@ -71,7 +71,7 @@ def plain_rows(path: Path) -> list[tuple[float, int, bytes, int]]:
         raw = gzip.decompress(raw)
     reader = csv.reader(io.StringIO(raw.decode()))
     assert next(reader) == HEADER.split(",")
-    return [(float(t), int(i, 16), bytes.fromhex(d), int(a)) for t, i, d, a in reader if (t, i, d, a)]
+    return [(float(t), int(i, 16), bytes.fromhex(d), int(a)) for t, i, d, a in filter(None, reader)]
 
 
 def periodic_rows(n: int, ids: list[int], seed: int = 0, t0: float = EPOCH,

@@ -118,16 +118,16 @@ def _fail(err: BaseException, run_dir: Path | None = None) -> None:
     raise SystemExit(2) from err
 
 
-def train_task(zen_cfg) -> dict:
-    """One training run: returns the run's metrics document (never a model)."""
+def execute(cfg, overrides: list[str] | None = None) -> dict:
+    """Prepare the run directory, run the stage, keep status.json true; returns the metrics."""
     try:
-        point, run_dir, needs = prepare_run(zen_cfg)
+        point, run_dir, needs = prepare_run(cfg, overrides)
     except user_errors() as err:
         _fail(err)
     try:
         from kdgat.training.stage import run_stage
 
-        document = run_stage(zen_cfg, point, run_dir, needs)
+        document = run_stage(cfg, point, run_dir, needs)
     except BaseException as err:
         set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}",
                    traceback=traceback.format_exc(limit=20))
@@ -136,7 +136,13 @@ def train_task(zen_cfg) -> dict:
         raise
     set_status(run_dir, "completed", summary=document.get("summary", {}))
     print(f"kdgat: {point.name} completed in {run_dir}")
+    document["run_dir"] = str(run_dir)
     return document
+
+
+def train_task(zen_cfg) -> dict:
+    """One training run: returns the run's metrics document (never a model)."""
+    return execute(zen_cfg)
 
 
 def check_override_keys(argv: list[str]) -> None:

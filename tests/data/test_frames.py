@@ -267,3 +267,18 @@ def test_one_corrupted_field_is_named_by_its_line(rows, data):
     assert frames.skipped_rows == 1 and [i.line for i in frames.issues] == [bad + 2]
     assert frames.can_id.tolist() == [r[1] for r in kept]
     assert frames.timestamp.tolist() == [r[0] for r in kept]
+
+
+def test_chunk_boundaries_lose_no_row(monkeypatch):
+    # Upstream's chunked reader dropped a frame every 5,000 rows; decode in chunks of 7 rows here.
+    import kdgat.data.frames as frames_module
+
+    monkeypatch.setattr(frames_module, "_CHUNK_ROWS", 7)
+    lines = [f"{k}.5,{k:03X},{k:02X},{k % 2}" for k in range(50)]
+    lines[20] = "20.5,XYZ,14,0"
+    frames = parse_csv(csv_text(lines).encode(), on_error="skip")
+    kept = [k for k in range(50) if k != 20]
+    assert frames.can_id.tolist() == kept and frames.payload[:, 0].tolist() == kept
+    assert frames.timestamp.tolist() == [k + 0.5 for k in kept]
+    assert frames.line.tolist() == [k + 2 for k in kept]
+    assert [i.line for i in frames.issues] == [22]

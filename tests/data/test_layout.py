@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
-from conftest import TEST_01, TEST_02, TEST_05, TRAIN_01, TRAIN_02, periodic_rows
+from conftest import TEST_01, TEST_02, TEST_05, TRAIN_01, TRAIN_02, periodic_rows, write_tiny_dataset
+from kdgat.data import datasets
 from kdgat.data.layout import attack_type_from_name, discover, file_sha256
 
 
@@ -92,3 +94,38 @@ def test_training_folders_without_recordings(tiny_dataset):
 ])
 def test_attack_type_from_file_name(name, expected):
     assert attack_type_from_name(name) == expected
+
+
+# --------------------------------------------------------------------------- where datasets live
+def test_data_root_and_cache_dir_from_overrides_or_environment(tiny_dataset, tmp_path, monkeypatch):
+    for name in ("KDGAT_DATA_ROOT", "KDGAT_CACHE_DIR", "KDGAT_RUNS_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+    assert datasets.cache_root() == Path("experimentruns") / ".cache"
+    monkeypatch.setenv("KDGAT_RUNS_ROOT", str(tmp_path / "runs"))
+    assert datasets.cache_root() == tmp_path / "runs" / ".cache"
+    monkeypatch.setenv("KDGAT_CACHE_DIR", str(tmp_path / "env-cache"))
+    assert datasets.cache_root() == tmp_path / "env-cache"
+    assert datasets.cache_root(tmp_path / "override") == tmp_path / "override"
+    monkeypatch.setenv("KDGAT_DATA_ROOT", str(tiny_dataset.parent))
+    assert datasets.dataset_folder("tiny") == tiny_dataset
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(FileNotFoundError, match=f"not found in data_root {tmp_path / 'elsewhere'}"):
+        datasets.dataset_folder("tiny", tmp_path / "elsewhere", tmp_path)  # the override wins
+
+
+def test_synthetic_dataset_is_generated_once_on_first_use(tmp_path, monkeypatch):
+    import kdgat.data.synth as synth
+
+    calls = []
+
+    def fake_synthesize(out_dir, seed, scale):
+        calls.append((seed, scale))
+        write_tiny_dataset(Path(out_dir))
+    monkeypatch.setattr(synth, "synthesize", fake_synthesize)
+    monkeypatch.delenv("KDGAT_DATA_ROOT", raising=False)
+    folder = datasets.dataset_folder("synthetic", None, tmp_path / "cache")
+    assert folder == tmp_path / "cache" / "synthetic-data" / "small-seed0"
+    assert (folder / ".complete").is_file() and len(discover(folder).train) == 2
+    assert datasets.dataset_folder("synthetic", tmp_path / "no-synthetic-here", tmp_path / "cache") == folder
+    assert calls == [(0, "small")]  # the second call found it complete
+    assert not [p for p in folder.parent.iterdir() if ".staging-" in p.name]

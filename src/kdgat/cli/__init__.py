@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kdgat.cli import bench, data, demo
+from kdgat.cli import bench, data, demo, grid, pipeline, report, reproduce, status
 
-COMMANDS = {"data": data, "bench": bench, "demo": demo}
+COMMANDS = {"data": data, "grid": grid, "status": status, "pipeline": pipeline,
+            "reproduce": reproduce, "report": report,
+            "bench": bench, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
         module.register(commands.add_parser(name, help=module.HELP, description=module.HELP))
-    args = parser.parse_args(argv)
+    # Commands that take key=value overrides accept them before and after their flags.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        overrides = getattr(args, "settings", getattr(args, "overrides", None))
+        if overrides is None or any(item.startswith("-") for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        overrides.extend(extra)
     try:
         return int(args.run(args) or 0)
     except (FileNotFoundError, ValueError, KeyError) as err:

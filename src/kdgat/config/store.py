@@ -143,6 +143,7 @@ def _register() -> None:
     # Hydra's own output stays out of the way: runs live in grid paths, and a sweep keeps its
     # summary under <runs root>/.sweeps/.
     store(HydraConf(job=JobConf(name="kdgat", chdir=False), output_subdir=None,
+                    callbacks={"sweep_summary": {"_target_": "kdgat.config.callbacks.SweepSummary"}},
                     run=RunDir("${runs_root}/.hydra/${now:%Y-%m-%d_%H-%M-%S-%f}"),
                     sweep=SweepDir("${runs_root}/.sweeps/${now:%Y-%m-%d_%H-%M-%S-%f}", "${hydra.job.num}")),
           name="config", group="hydra")

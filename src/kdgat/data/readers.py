@@ -21,7 +21,11 @@ def read_can_log(path: str | Path) -> Frames:
 
     Error frames and remote frames are left out (they carry no payload of the sender).
     """
+    import struct
+    import zlib
+
     import can  # python-can; only needed for these formats
+    from can.io.blf import BLFParseError
 
     path = Path(path)
     if not path.is_file():
@@ -37,7 +41,8 @@ def read_can_log(path: str | Path) -> Frames:
                 ids.append(message.arbitration_id)
                 dlcs.append(len(data))
                 payloads.append(data.ljust(MAX_PAYLOAD_BYTES, b"\0"))
-    except (ValueError, OSError, EOFError) as err:
+    # BLFParseError, struct.error and zlib.error are what python-can raises on a damaged .blf
+    except (ValueError, OSError, EOFError, BLFParseError, struct.error, zlib.error) as err:
         raise FrameFormatError(str(path), f"{path}: python-can could not read this log ({err})") from err
     if not times:
         raise FrameFormatError(str(path), f"{path}: the log holds no data frames")

@@ -1,0 +1,97 @@
+"""``kdgat reproduce RUN_DIR [key=value ...]``: run again from a saved config and compare."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+HELP = "re-run a run from its saved config.yaml into a new run directory and compare metrics"
+REQUIRED_KEYS = ("grid", "seed", "runs_root", "datamodule", "network", "module", "trainer")
+
+
+def register(parser) -> None:
+    parser.add_argument("run_dir", help="a kdgat run directory (with config.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="changes to the saved config (existing keys only)")
+    parser.add_argument("--tolerance", type=float, default=1e-6,
+                        help="largest metric difference counted as reproduced (default 1e-6)")
+    parser.set_defaults(run=run)
+
+
+def load_run_config(run_dir: Path, overrides: list[str]):
+    """The saved config of ``run_dir`` with ``overrides`` applied, after the allow-list check."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from kdgat.runs.allowlist import check_targets
+
+    path = run_dir / "config.yaml"
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory")
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a kdgat run directory: it has no config.yaml")
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # yaml.YAMLError and friends: the file was damaged or hand-edited
+        raise ValueError(f"{path} is not valid YAML ({err}); restore it from the run's MLflow "
+                         "artifacts or version control") from err
+    missing = [key for key in REQUIRED_KEYS if key not in cfg]
+    if missing:
+        raise ValueError(f"{path} is not a kdgat run config: missing {missing}")
+    check_targets(cfg, where=str(path))
+    OmegaConf.set_struct(cfg, True)
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    except OmegaConfBaseException as err:
+        raise ValueError(f"override not applicable to {path}: {err}") from err
+    check_targets(cfg, where="the overrides")
+    OmegaConf.set_struct(cfg, False)
+    cfg.run_dir = None
+    return cfg
+
+
+def _numbers(document: dict, prefix: str = "") -> dict[str, float]:
+    """Every numeric metric of the validation and test sections, flattened."""
+    flat = {}
+    for key, value in document.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_numbers(value, f"{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def compare(original: dict, new: dict) -> tuple[float, list[str]]:
+    """Largest absolute difference over the validation/test metrics, and the keys that differ
+    in presence (a metric null in one run and a number in the other)."""
+    sections = ("validation", "test", "threshold")
+    before = _numbers({k: original[k] for k in sections if k in original})
+    after = _numbers({k: new[k] for k in sections if k in new})
+    mismatched = sorted(set(before) ^ set(after))
+    worst = max((abs(before[k] - after[k]) for k in set(before) & set(after)), default=0.0)
+    return worst, mismatched
+
+
+def run(args) -> int:
+    import json
+
+    from kdgat.train import execute, seed_everything
+
+    run_dir = Path(args.run_dir).resolve()
+    cfg = load_run_config(run_dir, args.overrides)
+    seed_everything(cfg)
+    document = execute(cfg, overrides=[f"# reproduce of {run_dir}", *args.overrides])
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        print(f"reproduced into {document['run_dir']}; {run_dir} has no metrics.json to compare with")
+        return 0
+    worst, mismatched = compare(json.loads(metrics_path.read_text()), document)
+    same = worst <= args.tolerance and not mismatched and not math.isnan(worst)
+    print(f"reproduced {run_dir.name} into {document['run_dir']}: largest metric difference "
+          f"{worst:.3g} (tolerance {args.tolerance:g}){'; differing keys: ' + ', '.join(mismatched) if mismatched else ''}"
+          f" — {'REPRODUCED' if same else 'DIFFERENT'}")
+    if args.overrides and not same:
+        print("  (overrides were given, so differences may be expected)", file=sys.stderr)
+    return 0 if same else 1

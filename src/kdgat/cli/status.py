@@ -1,0 +1,120 @@
+"""``kdgat status``: per dataset, which KD-GAT pipeline points are done, running, failed or missing.
+
+A point is ``done`` once it has a completed run (the newest completed run is the one its dependents
+use), otherwise it takes the status of its newest run, or ``missing``. Points outside the pipeline
+are listed when they have runs. Damaged run directories show as ``unreadable`` with the file and
+the reason; they never stop the listing.
+"""
+
+from __future__ import annotations
+
+import json
+
+from kdgat.cli.grid import add_filter_argument
+
+HELP = "what exists and what is missing per dataset: done/running/failed/preempted/missing, with metrics"
+ERROR_WIDTH = 80  # a failed run's error, first line; the whole traceback is in its status.json
+
+
+def register(parser) -> None:
+    parser.add_argument("--runs-root", default=None,
+                        help="where runs are looked for (default KDGAT_RUNS_ROOT, else experimentruns)")
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME",
+                        help="show this dataset even without runs (repeatable; default: every "
+                             "dataset that has runs)")
+    add_filter_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print the table rows as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from kdgat.cli.grid import parse_filters
+    from kdgat.data.datasets import runs_root
+    from kdgat.grid import all_points
+    from kdgat.runs.inventory import datasets_with_runs, pipeline_points, scan
+
+    root = runs_root(args.runs_root)
+    filters = parse_filters(args.filter + [f"dataset={name}" for name in args.dataset])
+    wanted = all_points(filters)
+    datasets = ([(p.modality, p.dataset) for p in wanted] if args.dataset
+                else datasets_with_runs(root))
+    datasets = [d for d in dict.fromkeys(datasets) if d in {(p.modality, p.dataset) for p in wanted}]
+    if not datasets:
+        print(f"no runs under {root}{'' if root.is_dir() else ' (it does not exist)'}"
+              f"{' matching the filters' if filters else ''}; start with `kdgat-train runs_root={root}` "
+              "or name a dataset with --dataset")
+        return 0
+    wanted_set = set(wanted)
+    sections = []
+    for modality, dataset in datasets:
+        pipeline = [p for p in pipeline_points(dataset, modality=modality) if p in wanted_set]
+        others = [p for p in wanted if (p.modality, p.dataset) == (modality, dataset)
+                  and p not in set(pipeline)]
+        pipeline_rows = [_row(found, root) for found in scan(root, pipeline)]
+        other_rows = [_row(found, root) for found in scan(root, others) if found.runs]
+        sections.append((modality, dataset, pipeline_rows, other_rows))
+    if args.json:
+        print(json.dumps([{"modality": m, "dataset": d, "pipeline": p, "other": o}
+                          for m, d, p, o in sections], indent=1))
+        return 0
+    _print_sections(root, sections)
+    return 0
+
+
+def _row(found, root) -> dict:
+    """One table row for a point: its state and the run that stands for it."""
+    shown = found.shown
+    prefix = f"{found.point.modality}_{found.point.dataset}_"
+    counts = found.counts()
+    row = {"point": found.point.name[len(prefix):], "grid_point": found.point.name,
+           "state": found.state, "runs": len(found.runs), "counts": counts,
+           "f1": None, "auroc": None, "run_dir": str(shown.run_dir) if shown else None, "note": ""}
+    if shown is not None:
+        row["f1"] = shown.summary.get("test_pooled_f1")
+        row["auroc"] = shown.summary.get("test_pooled_auroc")
+        if shown.status == "completed" and row["f1"] is None:
+            # Older runs may lack the summary in status.json; metrics.json always has it.
+            metrics, _ = shown.metrics()
+            summary = (metrics or {}).get("summary") or {}
+            row["f1"], row["auroc"] = summary.get("test_pooled_f1"), summary.get("test_pooled_auroc")
+    row["note"] = _note(found, shown)
+    return row
+
+
+def _note(found, shown) -> str:
+    notes = []
+    if shown is not None:
+        if shown.problem:
+            notes.append(shown.problem)
+        elif shown.status == "failed" and shown.error and shown.error.strip():
+            error = shown.error.strip().splitlines()[0]
+            notes.append(error if len(error) <= ERROR_WIDTH else error[: ERROR_WIDTH - 3] + "...")
+    # Newer runs than the one shown (e.g. a re-run in progress next to a completed one).
+    for run in found.runs:
+        if shown is None or run is shown:
+            break
+        notes.append(f"newer {run.name} {run.status}"
+                     + (f" ({run.problem})" if run.status == "unreadable" else ""))
+    return "; ".join(notes)
+
+
+def _print_sections(root, sections) -> None:
+    from kdgat.evaluation.report import results_table
+
+    columns = ["point", "state", "runs", "f1", "auroc", "run_dir", "note"]
+    for index, (modality, dataset, pipeline_rows, other_rows) in enumerate(sections):
+        if index:
+            print()
+        tally = {}
+        for row in pipeline_rows:
+            tally[row["state"]] = tally.get(row["state"], 0) + 1
+        states = ", ".join(f"{count} {state}" for state, count in tally.items())
+        print(f"== {modality}/{dataset}: pipeline {tally.get('done', 0)}/{len(pipeline_rows)} done"
+              f"{f' ({states})' if states else ''}")
+        if pipeline_rows:
+            print(results_table(pipeline_rows, columns))
+        if other_rows:
+            print(f"-- other grid points with runs ({len(other_rows)})")
+            print(results_table(other_rows, columns))
+    print(f"\nruns root: {root}; f1/auroc: pooled test metrics of the run shown (the newest "
+          "completed one, else the newest)")
