@@ -8,6 +8,7 @@ Nothing heavy is imported at module level: ``--help``, ``--cfg job`` and composi
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -18,6 +19,7 @@ from kdgat.config.store import store
 from kdgat.grid import GridPoint
 from kdgat.runs.dependencies import PIN_KEYS, resolve
 from kdgat.runs.rundir import allocate, environment, set_status, write_atomic, write_json
+from kdgat.tracking import PARENT_ENV as SWEEP_ENV
 
 
 def grid_point(cfg) -> GridPoint:
@@ -94,7 +96,8 @@ def prepare_run(cfg, overrides: list[str] | None = None) -> tuple[GridPoint, Pat
                                                                 else _overrides()))
     write_json(run_dir / "env.json", environment())
     set_status(run_dir, "running", grid_point=point.name,
-               dependencies={role: str(path) for role, path in needs.items()})
+               dependencies={role: str(path) for role, path in needs.items()},
+               sweep_dir=os.environ.get(SWEEP_ENV))
     return point, run_dir, needs
 
 
@@ -131,13 +134,25 @@ def execute(cfg, overrides: list[str] | None = None) -> dict:
     except BaseException as err:
         set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}",
                    traceback=traceback.format_exc(limit=20))
+        _track(cfg, run_dir)
         if isinstance(err, user_errors()):
             _fail(err, run_dir)
         raise
     set_status(run_dir, "completed", summary=document.get("summary", {}))
+    _track(cfg, run_dir)
     print(f"kdgat: {point.name} completed in {run_dir}")
     document["run_dir"] = str(run_dir)
     return document
+
+
+def _track(cfg, run_dir: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from kdgat.tracking import TrackingSettings, track
+
+    node = OmegaConf.to_container(OmegaConf.select(cfg, "tracking") or {}, resolve=True)
+    track(run_dir, TrackingSettings(**{k: v for k, v in node.items() if not k.startswith("_")}),
+          cfg.runs_root)
 
 
 def train_task(zen_cfg) -> dict:

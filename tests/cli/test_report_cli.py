@@ -124,3 +124,23 @@ def test_dataset_and_filter_select_and_empty_selection(capsys, pipeline_runs):
     assert capsys.readouterr().out.startswith(f"no completed runs under {pipeline_runs['root']}")
     assert main(["report", "--filter", "dataset=set01"]) == 2
     assert "did you mean 'set_01'?" in capsys.readouterr().err
+
+
+def test_hand_edited_documents_of_odd_shape_show_as_n_a(capsys, tmp_path):
+    """Wrong types inside metrics.json / status.json degrade to n/a, never to a traceback."""
+    root = tmp_path / "runs"
+    run = fake_run(root, TEACHER_GAT, 1)
+    (run / "metrics.json").write_text('{"test": [], "summary": "x", "threshold": 3, "dependencies": []}')
+    student = fake_run(root, STUDENT_GAT, 1, f1=0.5, dependencies={"teacher": run})
+    (student / "status.json").write_text(
+        '{"status": "completed", "summary": [1], "error": 7, "dependencies": {"teacher": 5}}')
+    assert main(["report", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    teacher_row = lines_starting(out, "classifier_gat_teacher_no_all_samples")[0]
+    assert teacher_row[1:8] == ["n/a"] * 7 and teacher_row[8] == str(run)
+    assert lines_starting(out, "classifier_gat_student_standard_all_samples")[3][1:4] == ["1000", "n/a", "n/a"]
+    assert main(["status"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line[:1].islower()}
+    # status.json without a usable summary: the metrics come from metrics.json
+    assert rows["classifier_gat_student_standard_all_samples"][1:5] == ["done", "1", "0.5000", "0.9000"]
+    assert rows["classifier_gat_teacher_no_all_samples"][1:5] == ["done", "1", "0.8000", "0.9000"]

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kdgat.cli import bench, data, demo, grid, pipeline, report, reproduce, status
+from kdgat.cli import bench, data, demo, grid, mlflow_sync, pipeline, report, reproduce, status
 
 COMMANDS = {"data": data, "grid": grid, "status": status, "pipeline": pipeline,
-            "reproduce": reproduce, "report": report,
+            "reproduce": reproduce, "report": report, "mlflow-sync": mlflow_sync,
             "bench": bench, "demo": demo}
 
 

@@ -23,7 +23,7 @@ def add_filter_argument(parser) -> None:
 def register(parser) -> None:
     add_filter_argument(parser)
     parser.add_argument("--count", action="store_true", help="print only the number of points")
-    parser.add_argument("--runs-root", default=None,
+    parser.add_argument("--runs-root", default=None, metavar="DIR",
                         help="where runs are looked for (default KDGAT_RUNS_ROOT, else experimentruns)")
     parser.add_argument("--json", action="store_true", help="print the points as a JSON list")
     parser.set_defaults(run=run)

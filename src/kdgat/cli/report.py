@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import csv
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdgat.cli.grid import add_filter_argument
+from kdgat.cli.grid import add_filter_argument, parse_filters
+from kdgat.data.datasets import runs_root
+from kdgat.grid import GridPoint, all_points, dependencies
+from kdgat.runs.inventory import number, read_json, scan, section
 
 HELP = "comparison tables (text, CSV, Markdown) and plots across completed runs"
 METRICS = ("f1", "auroc", "auprc", "accuracy", "balanced_accuracy", "mcc", "precision", "recall", "fpr")
@@ -23,7 +27,7 @@ POOLED = "pooled"
 
 
 def register(parser) -> None:
-    parser.add_argument("--runs-root", default=None,
+    parser.add_argument("--runs-root", default=None, metavar="DIR",
                         help="where runs are looked for (default KDGAT_RUNS_ROOT, else experimentruns)")
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME",
                         help="only this dataset (repeatable)")
@@ -39,7 +43,7 @@ def register(parser) -> None:
 class Entry:
     """The newest completed run of one grid point and its ``metrics.json``."""
 
-    point: object  # kdgat.grid.GridPoint
+    point: GridPoint
     run_dir: Path
     metrics: dict
 
@@ -48,26 +52,27 @@ class Entry:
         """The point's name without its modality and dataset (they head each section)."""
         return self.point.name[len(f"{self.point.modality}_{self.point.dataset}_"):]
 
-    def value(self, scenario: str, metric: str):
-        return ((self.metrics.get("test") or {}).get(scenario) or {}).get(metric)
+    def value(self, scenario: str, metric: str) -> float | None:
+        return number(section(section(self.metrics, "test"), scenario).get(metric))
 
     @property
     def scenarios(self) -> list[str]:
-        return [name for name in (self.metrics.get("test") or {}) if name != POOLED]
+        return [name for name in section(self.metrics, "test") if name != POOLED]
 
     @property
-    def parameters(self):
-        return (self.metrics.get("summary") or {}).get("parameters")
+    def parameters(self) -> int | None:
+        return number(section(self.metrics, "summary").get("parameters"))
+
+    @property
+    def epochs(self) -> int | None:
+        return number(section(self.metrics, "summary").get("epochs"))
+
+    @property
+    def threshold(self) -> dict:
+        return section(self.metrics, "threshold")
 
 
 def run(args) -> int:
-    import sys
-
-    from kdgat.cli.grid import parse_filters
-    from kdgat.data.datasets import runs_root
-    from kdgat.grid import all_points
-    from kdgat.runs.inventory import scan
-
     root = runs_root(args.runs_root)
     points = all_points(parse_filters(args.filter + [f"dataset={name}" for name in args.dataset]))
     entries, skipped = [], []
@@ -112,13 +117,11 @@ def build_sections(entries: list[Entry], metric: str) -> list[dict]:
         codes = {s: scenario_code(s) for s in scenarios}
         overview, per_metric, per_auroc = [], [], []
         for entry in group:
-            threshold = entry.metrics.get("threshold") or {}
-            overview.append({"point": entry.label, "params": entry.parameters,
-                             "epochs": (entry.metrics.get("summary") or {}).get("epochs"),
-                             "threshold": threshold.get("value"), "rule": threshold.get("rule"),
-                             f"pooled {metric}": entry.value(POOLED, metric),
-                             **({} if metric == "auroc" else {"pooled auroc": entry.value(POOLED, "auroc")}),
-                             **({} if metric == "accuracy" else {"pooled accuracy": entry.value(POOLED, "accuracy")}),
+            overview.append({"point": entry.label, "params": entry.parameters, "epochs": entry.epochs,
+                             "threshold": number(entry.threshold.get("value")),
+                             "rule": entry.threshold.get("rule"),
+                             **{f"pooled {name}": entry.value(POOLED, name)
+                                for name in dict.fromkeys((metric, "auroc", "accuracy"))},
                              "run": str(entry.run_dir)})
             per_metric.append({"point": entry.label, **{codes[s]: entry.value(s, metric) for s in scenarios},
                                POOLED: entry.value(POOLED, metric)})
@@ -133,11 +136,8 @@ def build_sections(entries: list[Entry], metric: str) -> list[dict]:
 
 def _dependency(entry: Entry, role: str, group: list[Entry]) -> tuple[Path | None, dict | None, str]:
     """The run ``entry`` used for ``role`` and its metrics; falls back to the newest completed run."""
-    from kdgat.grid import dependencies
-    from kdgat.runs.inventory import read_json
-
-    recorded = (entry.metrics.get("dependencies") or {}).get(role)
-    if recorded:
+    recorded = section(entry.metrics, "dependencies").get(role)
+    if recorded and isinstance(recorded, str):
         metrics, _ = read_json(Path(recorded) / "metrics.json")
         if metrics is not None:
             return Path(recorded), metrics, ""
@@ -162,7 +162,8 @@ def distillation_rows(group: list[Entry], codes: dict[str, str], metric: str) ->
         row = {"student": entry.label, "params": params, "teacher params": teacher_params,
                "ratio": params / teacher_params if params and teacher_params else None}
         for scenario, code in list(codes.items()) + [(POOLED, POOLED)]:
-            mine, theirs = entry.value(scenario, metric), teacher_entry.value(scenario, metric) if teacher_entry else None
+            mine = entry.value(scenario, metric)
+            theirs = teacher_entry.value(scenario, metric) if teacher_entry else None
             row[f"Δ{code}"] = mine - theirs if mine is not None and theirs is not None else None
         row["teacher run"] = str(teacher_dir) if teacher_dir else None
         row["note"] = note
@@ -180,7 +181,7 @@ def fusion_rows(group: list[Entry], metric: str) -> list[dict]:
         notes, runs = [], {}
         for role in ("vgae", "gat"):
             run_dir, metrics, note = _dependency(entry, role, group)
-            row[f"{role} {metric}"] = ((metrics or {}).get("test") or {}).get(POOLED, {}).get(metric)
+            row[f"{role} {metric}"] = number(section(section(metrics, "test"), POOLED).get(metric))
             runs[f"{role} run"] = str(run_dir) if run_dir else None
             if note:
                 notes.append(note)
@@ -248,10 +249,9 @@ def csv_rows(entries: list[Entry], metric: str) -> tuple[list[dict], list[str]]:
     scenarios = list(dict.fromkeys(s for entry in entries for s in entry.scenarios))
     rows = []
     for entry in entries:
-        summary, threshold = entry.metrics.get("summary") or {}, entry.metrics.get("threshold") or {}
         row = {"grid_point": entry.point.name, **entry.point.as_dict(), "run_dir": str(entry.run_dir),
-               "parameters": summary.get("parameters"), "epochs": summary.get("epochs"),
-               "threshold": threshold.get("value"), "threshold_rule": threshold.get("rule")}
+               "parameters": entry.parameters, "epochs": entry.epochs,
+               "threshold": number(entry.threshold.get("value")), "threshold_rule": entry.threshold.get("rule")}
         for scenario in scenarios + [POOLED]:
             for name in dict.fromkeys((metric, "auroc") + (("accuracy",) if scenario == POOLED else ())):
                 row[f"{scenario}.{name}"] = entry.value(scenario, name)
@@ -287,7 +287,7 @@ def plot_pooled(section: dict, metric: str, path: Path) -> Path:
     from matplotlib.patches import Patch
 
     axes.legend(handles=[Patch(color=palette.get(k, "tab:gray"), label=k) for k in dict.fromkeys(kinds)],
-                fontsize="small", loc="lower right")
+                fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for position, value in zip(positions, values):
         axes.text(0.0 if value is None else value, position, " n/a" if value is None else f" {value:.3f}",
                   va="center", fontsize="small")

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 
-from kdgat.cli.grid import add_filter_argument
+from kdgat.cli.grid import add_filter_argument, parse_filters
+from kdgat.data.datasets import runs_root
+from kdgat.grid import all_points
+from kdgat.runs.inventory import datasets_with_runs, number, pipeline_points, scan, section
 
 HELP = "what exists and what is missing per dataset: done/running/failed/preempted/missing, with metrics"
 ERROR_WIDTH = 80  # a failed run's error, first line; the whole traceback is in its status.json
 
 
 def register(parser) -> None:
-    parser.add_argument("--runs-root", default=None,
+    parser.add_argument("--runs-root", default=None, metavar="DIR",
                         help="where runs are looked for (default KDGAT_RUNS_ROOT, else experimentruns)")
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME",
                         help="show this dataset even without runs (repeatable; default: every "
@@ -28,11 +31,6 @@ def register(parser) -> None:
 
 
 def run(args) -> int:
-    from kdgat.cli.grid import parse_filters
-    from kdgat.data.datasets import runs_root
-    from kdgat.grid import all_points
-    from kdgat.runs.inventory import datasets_with_runs, pipeline_points, scan
-
     root = runs_root(args.runs_root)
     filters = parse_filters(args.filter + [f"dataset={name}" for name in args.dataset])
     wanted = all_points(filters)
@@ -48,10 +46,11 @@ def run(args) -> int:
     sections = []
     for modality, dataset in datasets:
         pipeline = [p for p in pipeline_points(dataset, modality=modality) if p in wanted_set]
+        in_pipeline = set(pipeline)
         others = [p for p in wanted if (p.modality, p.dataset) == (modality, dataset)
-                  and p not in set(pipeline)]
-        pipeline_rows = [_row(found, root) for found in scan(root, pipeline)]
-        other_rows = [_row(found, root) for found in scan(root, others) if found.runs]
+                  and p not in in_pipeline]
+        pipeline_rows = [_row(found) for found in scan(root, pipeline)]
+        other_rows = [_row(found) for found in scan(root, others) if found.runs]
         sections.append((modality, dataset, pipeline_rows, other_rows))
     if args.json:
         print(json.dumps([{"modality": m, "dataset": d, "pipeline": p, "other": o}
@@ -61,7 +60,7 @@ def run(args) -> int:
     return 0
 
 
-def _row(found, root) -> dict:
+def _row(found) -> dict:
     """One table row for a point: its state and the run that stands for it."""
     shown = found.shown
     prefix = f"{found.point.modality}_{found.point.dataset}_"
@@ -70,13 +69,12 @@ def _row(found, root) -> dict:
            "state": found.state, "runs": len(found.runs), "counts": counts,
            "f1": None, "auroc": None, "run_dir": str(shown.run_dir) if shown else None, "note": ""}
     if shown is not None:
-        row["f1"] = shown.summary.get("test_pooled_f1")
-        row["auroc"] = shown.summary.get("test_pooled_auroc")
-        if shown.status == "completed" and row["f1"] is None:
-            # Older runs may lack the summary in status.json; metrics.json always has it.
+        summary = shown.summary
+        if shown.status == "completed" and "test_pooled_f1" not in summary:
+            # A status.json written without the summary: metrics.json has it too.
             metrics, _ = shown.metrics()
-            summary = (metrics or {}).get("summary") or {}
-            row["f1"], row["auroc"] = summary.get("test_pooled_f1"), summary.get("test_pooled_auroc")
+            summary = section(metrics, "summary")
+        row["f1"], row["auroc"] = number(summary.get("test_pooled_f1")), number(summary.get("test_pooled_auroc"))
     row["note"] = _note(found, shown)
     return row
 

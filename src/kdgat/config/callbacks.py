@@ -18,7 +18,14 @@ class SweepSummary(Callback):
         self.path: Path | None = None
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
-        self.path = Path(config.hydra.sweep.dir) / "summary.json"
+        import os
+
+        from kdgat.tracking import PARENT_ENV
+
+        self.path = Path(config.hydra.sweep.dir).resolve() / "summary.json"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Jobs of this sweep become children of one MLflow parent run (see kdgat.tracking).
+        os.environ[PARENT_ENV] = str(self.path.parent)
 
     def on_job_end(self, config, job_return, **kwargs: Any) -> None:
         from hydra.core.utils import JobStatus

@@ -26,6 +26,7 @@ from kdgat.data.datasets import MODALITIES
 from kdgat.data.settings import DataSettings
 from kdgat.grid import LEARNING_TYPES, SIZES
 from kdgat.models.builders import BUILDERS
+from kdgat.tracking import TrackingSettings
 from kdgat.models.builders import SIZES as MODEL_SIZES
 from kdgat.training.settings import (CurriculumSettings, DistillationSettings,
                                      EarlyStoppingSettings, FusionSettings, OptimizerSettings,
@@ -53,6 +54,7 @@ DistillationConf = builds(DistillationSettings, populate_full_signature=True)
 CurriculumConf = builds(CurriculumSettings, populate_full_signature=True)
 FusionConf = builds(FusionSettings, populate_full_signature=True)
 EarlyStoppingConf = builds(EarlyStoppingSettings, populate_full_signature=True)
+TrackingConf = builds(TrackingSettings, populate_full_signature=True)
 DataModuleConf = targeting(DataSettings, "kdgat.data.datamodule.CANGraphDataModule",
                            dataset="${grid.dataset}", data_root="${data_root}",
                            cache_dir="${cache_dir}", seed="${seed}")
@@ -94,6 +96,7 @@ TrainConf = make_config(
     curriculum=CurriculumConf,
     early_stopping=EarlyStoppingConf,
     trainer=TrainerConf,
+    tracking=TrackingConf,
     threshold_rule="f1",
     run_dir=None,
     zen_dataclass={"cls_name": "TrainConf"},

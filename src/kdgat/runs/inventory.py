@@ -93,6 +93,17 @@ def read_json(path: Path) -> tuple[dict | None, str | None]:
     return document, None
 
 
+def section(document, key: str) -> dict:
+    """``document[key]`` when both are dicts, else ``{}``: a hand-edited file must not crash a listing."""
+    value = document.get(key) if isinstance(document, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def number(value):
+    """``value`` if it is a number (not a bool), else ``None``."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def run_number(run_dir: Path) -> int:
     digits = Path(run_dir).name[len(RUN_PREFIX):]
     return int(digits) if digits.isdigit() else -1
@@ -114,11 +125,12 @@ class Run:
 
     @property
     def summary(self) -> dict:
-        return (self.document or {}).get("summary") or {}
+        return section(self.document, "summary")
 
     @property
     def error(self) -> str | None:
-        return (self.document or {}).get("error")
+        error = (self.document or {}).get("error")
+        return None if error is None else str(error)
 
     def metrics(self) -> tuple[dict | None, str | None]:
         """The run's ``metrics.json`` (or ``None`` and why)."""

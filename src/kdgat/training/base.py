@@ -53,6 +53,19 @@ class StageModule(L.LightningModule):
     def attach_teacher(self, teacher: nn.Module) -> None:
         self.__dict__["teacher"] = frozen(teacher)
 
+    def frozen_modules(self) -> list[nn.Module]:
+        """The modules this stage uses but neither trains nor saves (the teacher)."""
+        return [] if self.teacher is None else [self.teacher]
+
+    def _apply(self, fn, *args, **kwargs):
+        # The frozen modules are outside the module tree, so ``.to()``/``.cpu()`` would leave them
+        # behind: after a GPU fit Lightning moves the module back to the CPU, where evaluation
+        # then runs, and a fusion stage's inputs must be there too.
+        super()._apply(fn, *args, **kwargs)
+        for module in self.frozen_modules():
+            module._apply(fn, *args, **kwargs)
+        return self
+
     def on_fit_start(self) -> None:
         if self.teacher is not None:
             self.teacher.to(self.device)

@@ -62,6 +62,9 @@ class FusionModule(StageModule):
         self.__dict__["inputs"] = (frozen(vgae), frozen(gat))
         self.vgae_reference = torch.as_tensor(np.sort(vgae_reference), dtype=torch.float32)
 
+    def frozen_modules(self) -> list[nn.Module]:
+        return super().frozen_modules() + list(self.inputs or ())
+
     def on_fit_start(self) -> None:
         super().on_fit_start()
         for model in self.inputs:
