@@ -146,13 +146,19 @@ def execute(cfg, overrides: list[str] | None = None) -> dict:
 
 
 def _track(cfg, run_dir: Path) -> None:
+    """Log the finished run to MLflow; whatever goes wrong here, the run's outcome stands."""
     from omegaconf import OmegaConf
 
-    from kdgat.tracking import TrackingSettings, track
+    from kdgat.tracking import TrackingSettings, track, write_tracking
 
-    node = OmegaConf.to_container(OmegaConf.select(cfg, "tracking") or {}, resolve=True)
-    track(run_dir, TrackingSettings(**{k: v for k, v in node.items() if not k.startswith("_")}),
-          cfg.runs_root)
+    try:
+        node = OmegaConf.to_container(OmegaConf.select(cfg, "tracking") or {}, resolve=True)
+        track(run_dir, TrackingSettings(**{k: v for k, v in node.items() if not k.startswith("_")}),
+              cfg.runs_root)
+    except Exception as err:
+        write_tracking(run_dir, status="pending", error=f"{type(err).__name__}: {err}")
+        print(f"kdgat: MLflow logging skipped ({type(err).__name__}: {err}); "
+              "`kdgat mlflow-sync` can send this run later", file=sys.stderr)
 
 
 def train_task(zen_cfg) -> dict:

@@ -92,7 +92,7 @@ def _note(found, shown) -> str:
         if shown is None or run is shown:
             break
         notes.append(f"newer {run.name} {run.status}"
-                     + (f" ({run.problem})" if run.status == "unreadable" else ""))
+                     + (f" ({run.problem})" if run.problem else ""))
     return "; ".join(notes)
 
 
