@@ -8,15 +8,19 @@ other widths, which is what distillation has to bridge) unless a test says other
 
 from __future__ import annotations
 
+import copy
+import functools
 import gzip
 import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 SYNTH_SEED = 0
 
@@ -42,7 +46,8 @@ def make_datamodule(synthetic_root: Path, cache_dir: Path, **settings):
     from kdgat.data.datamodule import CANGraphDataModule
 
     datamodule = CANGraphDataModule(**{"dataset": "synthetic", "data_root": str(synthetic_root),
-                                       "cache_dir": str(cache_dir), "batch_size": 32, **settings})
+                                       "cache_dir": str(cache_dir), "batch_size": 32,
+                                       "eval_batch_size": 64, **settings})
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule
@@ -127,21 +132,35 @@ def benign_reference(vgae, datamodule) -> np.ndarray:
     return _anomaly_scores(vgae, store, train[store.y[train] == 0])
 
 
+@functools.lru_cache(maxsize=None)
+def _fusion_inputs(datamodule):
+    from kdgat.models import builders
+
+    dims = graph_dims(datamodule)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        vgae = builders.vgae(**dims, **builders.SIZES["vgae"]["tiny"])
+        gat = builders.gat(**dims, **builders.SIZES["gat"]["tiny"])
+    return vgae, gat, benign_reference(vgae, datamodule)
+
+
+def fusion_inputs(datamodule):
+    """Untrained tiny ``(vgae, gat, benign reference scores)`` (fixed seed; fresh copies each call,
+    the scores computed once per datamodule)."""
+    vgae, gat, reference = _fusion_inputs(datamodule)
+    return copy.deepcopy(vgae), copy.deepcopy(gat), reference
+
+
 def fusion(datamodule, kind: str, size: str = "tiny", distillation: str = "no", inputs=None,
            fusion_settings: dict | None = None, **settings):
-    """A fusion module with frozen tiny VGAE and GAT inputs (built from the current seed)."""
-    from kdgat.models import builders
+    """A fusion module with frozen VGAE and GAT inputs (default: :func:`fusion_inputs`)."""
     from kdgat.training.fusion import FusionModule
     from kdgat.training.settings import FusionSettings
 
     module = FusionModule(network(kind, size), kind=kind, fusion=FusionSettings(**(fusion_settings or {})),
                           **stage_settings(distillation, **settings))
-    if inputs is None:
-        dims = graph_dims(datamodule)
-        inputs = (builders.vgae(**dims, **builders.SIZES["vgae"]["tiny"]),
-                  builders.gat(**dims, **builders.SIZES["gat"]["tiny"]))
-    vgae, gat = inputs
-    module.attach_inputs(vgae, gat, benign_reference(vgae, datamodule))
+    vgae, gat, reference = fusion_inputs(datamodule) if inputs is None else inputs
+    module.attach_inputs(vgae, gat, reference)
     return module
 
 
@@ -173,22 +192,46 @@ def write_run(run_dir: Path, module, model: str, size: str, fit_datamodule=None)
     return run_dir
 
 
+@dataclass
+class CompletedRun:
+    """A completed run made in-process, and the module it saved."""
+
+    path: Path
+    module: object
+
+
 @pytest.fixture(scope="session")
-def teacher_runs(tmp_path_factory, datamodule) -> dict[str, Path]:
-    """Completed runs (made in-process) of a ``student``-size GAT and VGAE, and of a ``tiny`` GAT,
-    each trained one short epoch on the synthetic data: ``{"gat", "vgae", "gat_tiny"}``."""
-    import torch
+def teacher_runs(tmp_path_factory, datamodule) -> dict[str, CompletedRun]:
+    """Completed runs (made in-process) of a ``student``-size GAT and VGAE and of a ``tiny`` GAT,
+    each trained one short epoch on the synthetic data: keys ``gat``, ``vgae``, ``gat_tiny``."""
 
     root = tmp_path_factory.mktemp("teacher-runs")
     torch.manual_seed(1)
-    return {
-        "gat": write_run(root / "gat" / "run_001", classifier(datamodule, "student"), "gat", "student",
-                         datamodule),
-        "vgae": write_run(root / "vgae" / "run_001", unsupervised(datamodule, "student"), "vgae",
-                          "student", datamodule),
-        "gat_tiny": write_run(root / "gat_tiny" / "run_001", classifier(datamodule, "tiny"), "gat",
-                              "tiny", datamodule),
-    }
+    runs = {}
+    for name, model, size, build in (("gat", "gat", "student", classifier),
+                                     ("vgae", "vgae", "student", unsupervised),
+                                     ("gat_tiny", "gat", "tiny", classifier)):
+        module = build(datamodule, size)
+        runs[name] = CompletedRun(write_run(root / name / "run_001", module, model, size, datamodule),
+                                  module)
+    return runs
+
+
+def compose_config(*overrides: str):
+    """The ``train`` config composed from the store, as ``kdgat-train OVERRIDES`` composes it."""
+    from hydra import compose, initialize
+
+    from kdgat.config.store import store
+
+    store.add_to_hydra_store(overwrite_ok=True)
+    with initialize(version_base="1.3", config_path=None):
+        return compose("train", overrides=list(overrides))
+
+
+def grid_point(cfg):
+    from kdgat.grid import GridPoint
+
+    return GridPoint(**{k: str(v) for k, v in cfg.grid.items()}).validate()
 
 
 # --------------------------------------------------------------------------- run directories
@@ -276,22 +319,6 @@ def kdgat_train(synthetic_root, cache_dir):
             assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}\n{result.stderr}"
         return result
     return run
-
-
-def train_in_process(runs_root: Path, synthetic_root: Path, cache_dir: Path, *overrides: str) -> dict:
-    """What ``kdgat-train`` does, in this process: compose the config from the store and run the
-    task function with its seeding pre-call (no subprocess, no interpreter start)."""
-    from hydra import compose, initialize
-    from hydra_zen import zen
-
-    from kdgat.config.store import store
-    from kdgat.train import seed_everything, train_task
-
-    store.add_to_hydra_store(overwrite_ok=True)
-    with initialize(version_base="1.3", config_path=None):
-        cfg = compose("train", overrides=[f"runs_root={runs_root}", f"data_root={synthetic_root}",
-                                          f"cache_dir={cache_dir}", *overrides])
-    return zen(train_task, pre_call=seed_everything)(cfg)
 
 
 def only_run(runs_root: Path, point_path: str) -> Path:

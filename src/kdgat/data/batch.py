@@ -69,8 +69,11 @@ class CANIdVocabulary:
             known = self.known_ids[np.minimum(position, len(self.known_ids) - 1)] == can_id
         else:
             known = np.zeros(len(can_id), dtype=bool)
-        bucket = len(self.known_ids) + ((can_id * _OOV_HASH) >> 16) % self.oov_buckets
-        return np.where(known, position, bucket)
+        return np.where(known, position, self.bucket(can_id))
+
+    def bucket(self, can_id: np.ndarray) -> np.ndarray:
+        """The OOV bucket index each id would get if it were unseen."""
+        return len(self.known_ids) + ((np.asarray(can_id, dtype=np.int64) * _OOV_HASH) >> 16) % self.oov_buckets
 
 
 class GraphStore:
@@ -103,6 +106,13 @@ class GraphStore:
     def num_edge_features(self) -> int:
         return len(self.meta["edge_features"])
 
+    def _node_ids(self, nodes, node_count, unseen) -> np.ndarray:
+        node_id = np.take(self.node_id, nodes)
+        if unseen is not None and unseen.any():
+            hidden = np.repeat(unseen, node_count)
+            node_id[hidden] = self.vocabulary.bucket(np.take(self.cache["node_can_id"], nodes[hidden]))
+        return node_id
+
     def graphs_of(self, split: str) -> np.ndarray:
         """Indices of the graphs of one split (``train``, ``val`` or a test folder's name)."""
         names = self.meta["splits"]
@@ -110,8 +120,14 @@ class GraphStore:
             raise KeyError(f"no split {split!r} in this dataset; splits: {names}")
         return np.flatnonzero(self.split == names.index(split))
 
-    def assemble(self, graphs: np.ndarray) -> GraphBatch:
-        """Slice the graphs ``graphs`` (indices into the store) into one batch."""
+    def assemble(self, graphs: np.ndarray, unseen: np.ndarray | None = None) -> GraphBatch:
+        """Slice the graphs ``graphs`` (indices into the store) into one batch.
+
+        Args:
+            graphs: graph indices into the store.
+            unseen: optional boolean per graph: give all its nodes the OOV bucket of their id, as
+                if the window came from a vehicle never seen in training (augmentation).
+        """
         graphs = np.asarray(graphs, dtype=np.int64)
         nodes, node_count = ranges(self.node_ptr, graphs)
         edges, edge_count = ranges(self.edge_ptr, graphs)
@@ -120,7 +136,7 @@ class GraphStore:
         edge_index += np.repeat(np.cumsum(node_count) - node_count, edge_count)
         return GraphBatch(
             x=torch.from_numpy(np.take(self.cache["x"], nodes, axis=0)),
-            node_id=torch.from_numpy(np.take(self.node_id, nodes)),
+            node_id=torch.from_numpy(self._node_ids(nodes, node_count, unseen)),
             edge_index=torch.from_numpy(edge_index),
             edge_attr=torch.from_numpy(np.take(self.cache["edge_attr"], edges, axis=0)),
             batch=torch.from_numpy(np.repeat(np.arange(len(graphs)), node_count)),

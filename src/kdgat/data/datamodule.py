@@ -85,11 +85,18 @@ class CurriculumSampler(BatchSampler):
 
 
 class _Batches(Dataset):
-    def __init__(self, store: GraphStore):
-        self.store = store
+    """Assembles the sampler's graph groups; for training, optionally hides the ids of a random
+    share of windows (``unseen_rate``), seeded by the batch's graphs and ``seed``."""
+
+    def __init__(self, store: GraphStore, unseen_rate: float = 0.0, seed: int = 0):
+        self.store, self.unseen_rate, self.seed = store, unseen_rate, seed
 
     def __getitem__(self, graphs) -> GraphBatch:
-        return self.store.assemble(graphs)
+        if not self.unseen_rate:
+            return self.store.assemble(graphs)
+        # Seeded by the batch's own graphs: reshuffled batches differ every epoch, reruns repeat.
+        rng = np.random.default_rng([self.seed, int(graphs[0]), int(graphs[-1]), len(graphs)])
+        return self.store.assemble(graphs, unseen=rng.random(len(graphs)) < self.unseen_rate)
 
 
 def _unbatched(batch):  # the sampler already groups graphs; nothing to collate
@@ -162,8 +169,9 @@ class CANGraphDataModule(L.LightningDataModule):
         """Serve training windows by curriculum (``settings``: CurriculumSettings)."""
         self.curriculum = (np.asarray(graphs), np.asarray(difficulty), settings)
 
-    def _loader(self, sampler: BatchSampler) -> DataLoader:
-        return DataLoader(_Batches(self.store), sampler=sampler, batch_size=None,
+    def _loader(self, sampler: BatchSampler, train: bool = False) -> DataLoader:
+        batches = _Batches(self.store, self.settings.unseen_id_rate if train else 0.0, self.seed)
+        return DataLoader(batches, sampler=sampler, batch_size=None,
                           collate_fn=_unbatched, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
@@ -176,9 +184,9 @@ class CANGraphDataModule(L.LightningDataModule):
             # Lightning reloads loaders every epoch for the curriculum; start at the right stage.
             trainer = getattr(self, "trainer", None)
             sampler.set_epoch(trainer.current_epoch if trainer is not None else 0)
-            return self._loader(sampler)
+            return self._loader(sampler, train=True)
         return self._loader(BatchSampler(self.train_graphs(), self.batch_size, shuffle=True,
-                                         seed=self.seed))
+                                         seed=self.seed), train=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(BatchSampler(self.store.graphs_of("val"), self.eval_batch_size))

@@ -29,6 +29,11 @@ class DataSettings:
         seed: shuffle seed.
         synth_scale: size of the generated synthetic dataset (``small`` or ``medium``).
         num_workers: DataLoader worker processes (0: assemble batches in the training process).
+        unseen_id_rate: share of training windows whose CAN ids are all replaced by their
+            out-of-vocabulary buckets, as if recorded on a vehicle never seen in training. Fuzzing
+            attacks put unfamiliar ids into training, so without this a model learns "unfamiliar
+            ids = attack" and flags every window of a new vehicle. Validation and test windows
+            are never changed.
     """
 
     dataset: str = "synthetic"
@@ -45,6 +50,7 @@ class DataSettings:
     seed: int = 0
     synth_scale: str = "small"
     num_workers: int = 0
+    unseen_id_rate: float = 0.25
 
     def __post_init__(self):
         for name, valid in (("train_windows", ("all", "normals_only")), ("on_error", ("fail", "skip")),
@@ -52,6 +58,8 @@ class DataSettings:
             if getattr(self, name) not in valid:
                 raise ValueError(f"datamodule.{name}={getattr(self, name)!r} is not valid; "
                                  f"choose one of: {', '.join(valid)}")
+        if not 0.0 <= self.unseen_id_rate <= 1.0:
+            raise ValueError(f"datamodule.unseen_id_rate={self.unseen_id_rate} must be in [0, 1]")
         for name in ("batch_size", "eval_batch_size", "oov_buckets"):
             if getattr(self, name) < 1:
                 raise ValueError(f"datamodule.{name}={getattr(self, name)} must be >= 1")
