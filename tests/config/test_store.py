@@ -50,12 +50,13 @@ def test_every_point_of_a_dataset_and_one_of_every_dataset(composer):
     points = all_points({"dataset": "synthetic"})
     points += [all_points({"dataset": d})[0] for d in ("hcrl_ch", "hcrl_sa", "set_01", "set_02", "set_03", "set_04")]
     built = _compose_and_instantiate(composer, points)
-    assert len(points) == 66 and len(built) == 60
+    # module kinds = (model, size, distillation): vgae 11 + gat 11 + dqn 8 + mlp 8
+    assert len(points) == 66 and len(built) == 38
 
 
 @pytest.mark.slow
 def test_every_grid_point_composes_and_instantiates(composer):
-    assert len(_compose_and_instantiate(composer, all_points())) == 60
+    assert len(_compose_and_instantiate(composer, all_points())) == 38
 
 
 def test_grid_groups_drive_the_stage(composer):
