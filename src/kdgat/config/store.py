@@ -140,7 +140,10 @@ def _register() -> None:
                       deterministic=False), group="trainer", name="smoke")
     store(TrainerConf(accelerator="gpu", devices="1", precision="32-true", deterministic=False),
           group="trainer", name="gpu")
-    store({}, group="cluster", name="local", package="_global_")
+    from kdgat.launch.profiles import register as register_clusters
+
+    # conf/cluster/*.yaml (and $KDGAT_CONF_DIR/cluster/*.yaml) plus hydra/launcher=kdgat_slurm.
+    register_clusters(store)
     from hydra.conf import HydraConf, JobConf, RunDir, SweepDir
 
     # Hydra's own output stays out of the way: runs live in grid paths, and a sweep keeps its

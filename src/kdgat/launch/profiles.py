@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+
 CONF_ENV = "KDGAT_CONF_DIR"
 ACCOUNT_ENV = "KDGAT_SLURM_ACCOUNT"
 EMAIL_ENV = "KDGAT_SLURM_EMAIL"
@@ -86,16 +88,13 @@ def check_profile_name(name: str) -> None:
 
 
 # --------------------------------------------------------------------------- the launcher config
-def _queue_base():
-    from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
-
-    return SlurmQueueConf
-
-
 @dataclass
-class _KdgatLauncherFields:
-    """What kdgat adds to hydra-submitit-launcher's ``submitit_slurm`` config."""
+class KdgatSlurmQueueConf(SlurmQueueConf):
+    """``hydra/launcher=kdgat_slurm``: hydra-submitit-launcher's ``submitit_slurm`` plus kdgat's fields."""
 
+    _target_: str = LAUNCHER_TARGET
+    # %A: one folder per array (or job); submitit names its files JOBID_TASK_*.
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%A"
     # Name of the profile (shown in manifests and messages).
     cluster: str = "slurm"
     # GPU model, e.g. v100: requested as --gpus-per-node=TYPE:N.
@@ -120,30 +119,11 @@ class _KdgatLauncherFields:
     teardown: Optional[List[str]] = None
 
 
-def launcher_conf():
-    """The dataclass of ``hydra/launcher=kdgat_slurm``: ``submitit_slurm``'s fields plus kdgat's."""
-    import dataclasses
-
-    base = _queue_base()
-    extra = [(f.name, f.type, f) for f in dataclasses.fields(_KdgatLauncherFields)]
-    for _, _, f in extra:
-        f.default_factory = f.default_factory  # keep dataclass field objects as they are
-    conf = dataclasses.make_dataclass(
-        "KdgatSlurmQueueConf",
-        [(f.name, f.type, dataclasses.field(default=f.default) if f.default_factory is dataclasses.MISSING
-          else dataclasses.field(default_factory=f.default_factory))
-         for f in dataclasses.fields(_KdgatLauncherFields)]
-        + [("_target_", str, dataclasses.field(default=LAUNCHER_TARGET)),
-           ("submitit_folder", str, dataclasses.field(default="${hydra.sweep.dir}/.submitit/%A"))],
-        bases=(base,))
-    return conf
-
-
 def register(store) -> None:
     """Register the launcher config and every profile (``cluster`` group, package ``_global_``)."""
     from omegaconf import OmegaConf
 
-    store(launcher_conf(), group="hydra/launcher", name=LAUNCHER_NAME, provider="kdgat")
+    store(KdgatSlurmQueueConf, group="hydra/launcher", name=LAUNCHER_NAME, provider="kdgat")
     files = profile_files()
     if "local" not in files:
         store({}, group=GROUP, name="local", package="_global_")

@@ -75,6 +75,18 @@ class StageModule(L.LightningModule):
         alpha = self.distillation.alpha
         return (1.0 - alpha) * task + alpha * distill
 
+    def add_topology_term(self, losses: dict, loss: torch.Tensor, student_emb: torch.Tensor,
+                          teacher_emb: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """With ``topology_preserving``: add ``lsp_weight * LSP`` on node embeddings (Local
+        Structure Preserving distillation, Yang et al., CVPR 2020), logged as ``lsp_loss``."""
+        if self.distillation.kind != "topology_preserving":
+            return loss
+        from kdgat.models.distillation import lsp_loss
+
+        losses["lsp_loss"] = lsp_loss(student_emb, teacher_emb, edge_index,
+                                      kernel=self.distillation.lsp_kernel, sigma=self.distillation.lsp_sigma)
+        return loss + self.distillation.lsp_weight * losses["lsp_loss"]
+
     # --- steps ----------------------------------------------------------------------------
     def losses(self, batch: GraphBatch) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from kdgat.data.batch import GraphBatch
-from kdgat.models.distillation import hinton_kd_loss, lsp_loss
+from kdgat.models.distillation import hinton_kd_loss
 from kdgat.training.base import StageModule
 from kdgat.training.settings import DistillationSettings, OptimizerSettings, SchedulerSettings
 
@@ -49,11 +49,7 @@ class ClassifierModule(StageModule):
             teacher = self._run(self.teacher, batch)
         losses["kd_loss"] = hinton_kd_loss(out.logits, teacher.logits, self.distillation.temperature)
         loss = self.mix(task, losses["kd_loss"])
-        if self.distillation.kind == "topology_preserving":
-            losses["lsp_loss"] = lsp_loss(out.node_emb, teacher.node_emb, batch.edge_index,
-                                          kernel=self.distillation.lsp_kernel,
-                                          sigma=self.distillation.lsp_sigma)
-            loss = loss + self.distillation.lsp_weight * losses["lsp_loss"]
+        loss = self.add_topology_term(losses, loss, out.node_emb, teacher.node_emb, batch.edge_index)
         losses["loss"] = loss
         return losses
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from kdgat.data.batch import GraphBatch
-from kdgat.models.distillation import latent_kd_loss, lsp_loss, reconstruction_kd_loss
+from kdgat.models.distillation import latent_kd_loss, reconstruction_kd_loss
 from kdgat.training.base import StageModule
 from kdgat.training.settings import DistillationSettings, OptimizerSettings, SchedulerSettings
 
@@ -58,11 +58,7 @@ class UnsupervisedModule(StageModule):
         losses["kd_recon_loss"] = reconstruction_kd_loss(out.x_hat, teacher.x_hat)
         losses["kd_loss"] = 0.5 * losses["kd_latent_loss"] + 0.5 * losses["kd_recon_loss"]
         loss = self.mix(losses["task_loss"], losses["kd_loss"])
-        if self.distillation.kind == "topology_preserving":
-            losses["lsp_loss"] = lsp_loss(out.mu, teacher.mu, batch.edge_index,
-                                          kernel=self.distillation.lsp_kernel,
-                                          sigma=self.distillation.lsp_sigma)
-            loss = loss + self.distillation.lsp_weight * losses["lsp_loss"]
+        loss = self.add_topology_term(losses, loss, out.mu, teacher.mu, batch.edge_index)
         losses["loss"] = loss
         return losses
 
