@@ -122,6 +122,9 @@ def log_run_dir(run_dir: Path, uri: str) -> str:
     if run_id is None:
         point = status.get("grid_point") or "_".join(str(v) for v in config["grid"].values())
         run_id = client.create_run(experiment_id, run_name=f"{point}/{run_dir.name}", tags=tags).info.run_id
+        # Remembered at once: if logging fails further on, a retry completes this MLflow run
+        # instead of leaving it RUNNING beside a duplicate.
+        write_tracking(run_dir, status="pending", tracking_uri=uri, run_id=run_id, params_logged=False)
     else:
         for key, value in tags.items():
             client.set_tag(run_id, key, value)
@@ -129,6 +132,7 @@ def log_run_dir(run_dir: Path, uri: str) -> str:
         params = [Param(k, v) for k, v in _flatten(config).items()]
         for start in range(0, len(params), 100):
             client.log_batch(run_id, params=params[start:start + 100])
+        write_tracking(run_dir, params_logged=True)
     values = []
     for name, series in metrics.get("history", {}).items():
         values += [Metric(name, float(v), 0, step) for step, v in enumerate(series) if v is not None]

@@ -82,12 +82,26 @@ def prepare_run(cfg, overrides: list[str] | None = None) -> tuple[GridPoint, Pat
     # Absolute, so the saved config means the same thing from any working directory.
     cfg.runs_root = str(Path(cfg.runs_root).resolve())
     runs_root = Path(cfg.runs_root)
+    from kdgat.launch import requeue
+
+    # A requeued Slurm job (preemption, timeout) resumes in the run directory it allocated.
+    resumed = requeue.resume(runs_root / point.path)
+    if resumed is not None:
+        cfg.run_dir = str(resumed.resolve())
+        from kdgat.runs.rundir import read_status
+
+        needs = {role: Path(path) for role, path in read_status(resumed).get("dependencies", {}).items()}
+        for role, run in needs.items():
+            OmegaConf.update(cfg, PIN_KEYS[role], str(run), force_add=True)
+        print(f"kdgat: requeued job resumes in {resumed}")
+        return point, resumed, needs
     pinned = {role: OmegaConf.select(cfg, key) for role, key in PIN_KEYS.items()}
     data_root = OmegaConf.select(cfg, "data_root")
     needs = resolve(point, runs_root, pinned, f"data_root={data_root}" if data_root else "")
     for role, run in needs.items():
         OmegaConf.update(cfg, PIN_KEYS[role], str(run.resolve()), force_add=True)
     run_dir = allocate(runs_root / point.path)
+    requeue.record(runs_root / point.path, run_dir)
     cfg.run_dir = str(run_dir.resolve())
     # Resolve now: the saved config must reproduce this run with no interpolation left.
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
@@ -108,8 +122,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from kdgat.runs.allowlist import DisallowedTarget
     from kdgat.runs.dependencies import MissingDependency
 
+    from kdgat.launch.requeue import TooManyRequeues
+
     errors = (InvalidGridPoint, MissingDependency, DisallowedTarget, FrameFormatError,
-              FileNotFoundError, ValueError)
+              FileNotFoundError, ValueError, TooManyRequeues)
     if "kdgat.training.teachers" in sys.modules:
         errors += (sys.modules["kdgat.training.teachers"].IncompatibleCheckpoint,)
     return errors
@@ -238,11 +254,39 @@ def fast_help(argv: list[str]) -> str:
                                             CONFIG=OmegaConf.to_yaml(cfg))
 
 
+def cluster_arguments(argv: list[str]) -> None:
+    """``cluster=NAME``: check the name; a Slurm profile always goes through the launcher (``-m``
+    is added), and ``--dry-run`` becomes ``hydra.launcher.dry_run=true`` (print, submit nothing)."""
+    from kdgat.launch.profiles import ProfileError, check_profile_name
+
+    names = [a.split("=", 1)[1] for a in argv[1:] if a.startswith("cluster=")]
+    cluster = names[-1] if names else "local"
+    try:
+        check_profile_name(cluster)
+    except ProfileError as err:
+        print(f"kdgat-train: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    dry_run = "--dry-run" in argv
+    if dry_run:
+        argv.remove("--dry-run")
+    if cluster == "local":
+        if dry_run:
+            print("kdgat-train: error: --dry-run prints the sbatch scripts of a Slurm submission; "
+                  "name a cluster (e.g. cluster=osc_pitzer)", file=sys.stderr)
+            raise SystemExit(2)
+        return
+    if not {"-m", "--multirun", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"} & set(argv):
+        argv.insert(1, "-m")  # one job, submitted through the cluster's launcher
+    if dry_run:
+        argv.append("hydra.launcher.dry_run=true")
+
+
 def main() -> None:
     if ("--help" in sys.argv[1:] or "-h" in sys.argv[1:]) and "--hydra-help" not in sys.argv:
         print(fast_help(sys.argv[1:]))
         return
     check_override_keys(sys.argv[1:])
+    cluster_arguments(sys.argv)
     store.add_to_hydra_store()
     zen(train_task, pre_call=seed_everything).hydra_main(
         config_name="train", config_path=None, version_base="1.3")

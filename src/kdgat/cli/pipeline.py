@@ -17,7 +17,8 @@ from pathlib import Path
 
 from kdgat.cli.overrides import parse_key_values
 
-HELP = "run a dataset's teacher → student → fusion pipeline (locally), then report"
+HELP = ("run a dataset's teacher → student → fusion pipeline locally, then report; or, with "
+        "cluster=NAME, submit it to Slurm as jobs chained with afterok")
 PIPELINE_KEYS = {"dataset": str, "size": str, "distillation": str, "runs_root": str, "cluster": str}
 
 
@@ -72,8 +73,10 @@ def run(args) -> int:
     if "dataset" not in settings:
         raise ValueError("dataset=NAME is required, e.g. `kdgat pipeline dataset=synthetic`")
     if settings.get("cluster", "local") != "local":
-        raise ValueError(f"cluster={settings['cluster']}: submitting the pipeline to Slurm is not "
-                         "available yet; run it locally (no cluster=) or submit jobs one by one")
+        from kdgat.launch.pipeline import submit
+
+        # One Slurm job per point, chained with afterok; returns once submitted (kdgat.launch).
+        return submit(settings, passthrough, force=args.force, dry_run=args.dry_run)
     runs_root, steps = plan(settings, passthrough, args.force)
     print(f"pipeline {settings['dataset']}: {len(steps)} points under {runs_root}")
     for number, step in enumerate(steps, 1):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 HELP = "re-run a run from its saved config.yaml into a new run directory and compare metrics"
 REQUIRED_KEYS = ("grid", "seed", "runs_root", "datamodule", "network", "module", "trainer")
+INSTANTIATED_KEYS = ("datamodule", "network", "module", "trainer")
 
 
 def register(parser) -> None:
@@ -39,6 +40,7 @@ def load_run_config(run_dir: Path, overrides: list[str]):
     missing = [key for key in REQUIRED_KEYS if key not in cfg]
     if missing:
         raise ValueError(f"{path} is not a kdgat run config: missing {missing}")
+    check_shape(cfg, path)
     check_targets(cfg, where=str(path))
     OmegaConf.set_struct(cfg, True)
     try:
@@ -49,6 +51,35 @@ def load_run_config(run_dir: Path, overrides: list[str]):
     OmegaConf.set_struct(cfg, False)
     cfg.run_dir = None
     return cfg
+
+
+def check_shape(cfg, path: Path) -> None:
+    """Refuse a hand-edited config whose grid or instantiated sections are damaged, before any run
+    directory exists (else it fails later with a traceback, or silently runs something else)."""
+    from dataclasses import fields
+
+    from omegaconf import DictConfig
+
+    from kdgat.grid import GridPoint, InvalidGridPoint
+
+    for key in INSTANTIATED_KEYS:
+        if not isinstance(cfg[key], DictConfig) or "_target_" not in cfg[key]:
+            raise ValueError(f"{path}: {key} must be a mapping with a _target_; the file was damaged "
+                             "or hand-edited")
+    dimensions = [f.name for f in fields(GridPoint)]
+    grid = cfg.grid
+    if not isinstance(grid, DictConfig):
+        raise ValueError(f"{path}: grid must be a mapping of {dimensions}")
+    missing = [d for d in dimensions if d not in grid]
+    unknown = sorted(set(grid) - set(dimensions))
+    if missing or unknown:
+        raise ValueError(f"{path}: grid must hold exactly {dimensions}"
+                         + (f"; missing {missing}" if missing else "")
+                         + (f"; unknown {unknown}" if unknown else ""))
+    try:
+        GridPoint(**{d: str(grid[d]) for d in dimensions}).validate()
+    except InvalidGridPoint as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 def _numbers(document: dict, prefix: str = "") -> dict[str, float]:

@@ -27,10 +27,44 @@ def register(parser) -> None:
                              "dataset that has runs)")
     add_filter_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the table rows as JSON")
+    parser.add_argument("--jobs", nargs="?", const="latest", default=None, metavar="MANIFEST",
+                        help="the Slurm jobs of a sweep or pipeline submission (its manifest.json or "
+                             "folder; default: the newest under the runs root): pending, running, "
+                             "completed, failed (with its log), not run because a dependency failed")
     parser.set_defaults(run=run)
 
 
+def run_jobs(args) -> int:
+    """``kdgat status --jobs``: follow a Slurm submission through its manifest."""
+    from pathlib import Path
+
+    from kdgat.launch import manifest
+
+    root = runs_root(args.runs_root)
+    if args.jobs == "latest":
+        found = manifest.manifests(root)
+        if not found:
+            print(f"no Slurm submissions (manifest.json) under {root}")
+            return 0
+        path = found[0]
+    else:
+        path = Path(args.jobs)
+        path = path / manifest.MANIFEST if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such manifest (a sweep's or pipeline's manifest.json)")
+    document = manifest.read(path)
+    rows = manifest.job_rows(document)
+    if args.json:
+        print(json.dumps({"manifest": str(path), "kind": document.get("kind"), "jobs": rows}, indent=1))
+    else:
+        manifest.print_rows(path, document, rows)
+    bad = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "NOT_RUN", "CANCELLED"}
+    return 1 if any(row["state"] in bad for row in rows) else 0
+
+
 def run(args) -> int:
+    if args.jobs is not None:
+        return run_jobs(args)
     root = runs_root(args.runs_root)
     filters = parse_filters(args.filter + [f"dataset={name}" for name in args.dataset])
     wanted = all_points(filters)

@@ -36,7 +36,7 @@ ACCOUNT_ENV = "KDGAT_SLURM_ACCOUNT"
 EMAIL_ENV = "KDGAT_SLURM_EMAIL"
 GROUP = "cluster"
 LAUNCHER_NAME = "kdgat_slurm"
-LAUNCHER_TARGET = "kdgat.launch.launcher.KdgatSlurmLauncher"
+LAUNCHER_TARGET = "hydra_plugins.kdgat_slurm_launcher.KdgatSlurmLauncher"
 
 
 class ProfileError(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,12 @@ def run_stage(cfg, point: GridPoint, run_dir: Path, needs: dict[str, Path]) -> d
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping.patience,
                                        min_delta=cfg.early_stopping.min_delta))
     extra = {"reload_dataloaders_every_n_epochs": 1} if datamodule.curriculum is not None else {}
+    if "SLURM_JOB_ID" in os.environ:
+        from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+        # submitit owns the preemption signal and the requeue (kdgat.launch); Lightning's own
+        # SLURM requeue handler would race it.
+        extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=str(run_dir),
                           logger=CSVLogger(str(run_dir), name="logs", version=""), **extra)
     last = checkpoints / "last.ckpt"
