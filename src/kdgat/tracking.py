@@ -81,19 +81,22 @@ def ensure_experiment(uri: str, name: str) -> str:
     return get_or_create()
 
 
-def _sweep_parent(client, experiment_id: str, sweep_dir: Path) -> str:
-    """The sweep's parent run in this experiment, created by the first job that needs it."""
+def _sweep_parent(client, uri: str, experiment_id: str, sweep_dir: Path) -> str:
+    """The sweep's parent run in this experiment of this store, created by the first job that
+    needs it (per store: experiment ids of two stores coincide, so ``kdgat mlflow-sync
+    --tracking-uri`` to another store must not reuse a parent id of the first)."""
     from kdgat.data.cache import file_lock
 
     registry = sweep_dir / "mlflow_parents.json"
+    key = f"{uri}#{experiment_id}"
     with file_lock(sweep_dir / "mlflow_parents.lock"):
         parents = json.loads(registry.read_text()) if registry.is_file() else {}
-        if experiment_id not in parents:
+        if key not in parents:
             run = client.create_run(experiment_id, run_name=f"sweep {sweep_dir.name}",
                                     tags={"kdgat.sweep_dir": str(sweep_dir)})
-            parents[experiment_id] = run.info.run_id
+            parents[key] = run.info.run_id
             registry.write_text(json.dumps(parents))
-        return parents[experiment_id]
+        return parents[key]
 
 
 def log_run_dir(run_dir: Path, uri: str) -> str:
@@ -117,7 +120,7 @@ def log_run_dir(run_dir: Path, uri: str) -> str:
     tags.update({f"kdgat.slurm.{k}": v for k, v in environment.get("slurm", {}).items()})
     sweep_dir = status.get("sweep_dir")
     if sweep_dir:
-        tags["mlflow.parentRunId"] = _sweep_parent(client, experiment_id, Path(sweep_dir))
+        tags["mlflow.parentRunId"] = _sweep_parent(client, uri, experiment_id, Path(sweep_dir))
     run_id = previous.get("run_id") if previous.get("tracking_uri") == uri else None
     if run_id is None:
         point = status.get("grid_point") or "_".join(str(v) for v in config["grid"].values())

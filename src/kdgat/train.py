@@ -131,9 +131,27 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return errors
 
 
+class JobRefused(RuntimeError):
+    """A user error inside one job of a ``-m`` sweep: that job fails, the sweep goes on."""
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
 def _fail(err: BaseException, run_dir: Path | None = None) -> None:
     where = f" (run directory {run_dir}: status failed, traceback in status.json)" if run_dir else ""
     print(f"kdgat-train: error: {err}{where}", file=sys.stderr)
+    if _in_multirun():
+        # SystemExit would end the whole sweep; an exception fails only this job, and Hydra's
+        # sweeper reports it once the other jobs have run.
+        raise JobRefused(str(err)) from err
     raise SystemExit(2) from err
 
 
@@ -148,6 +166,12 @@ def execute(cfg, overrides: list[str] | None = None) -> dict:
 
         document = run_stage(cfg, point, run_dir, needs)
     except BaseException as err:
+        if type(err).__name__ == "SIGTERMException" and "SLURM_JOB_ID" in os.environ:
+            # Slurm is stopping the job (requeue, preemption, scancel, time limit): a requeued
+            # start resumes this run directory from checkpoints/last.ckpt.
+            set_status(run_dir, "preempted", note="SIGTERM from Slurm (requeue, preemption, "
+                       "scancel or time limit)")
+            raise
         set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}",
                    traceback=traceback.format_exc(limit=20))
         _track(cfg, run_dir)

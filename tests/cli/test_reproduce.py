@@ -127,7 +127,7 @@ def refused(result, root: Path, before: set[Path], *messages: str) -> None:
 
 @pytest.mark.parametrize("target, where", [
     ("os.system", "module"), ("os.system", "module.optimizer"), ("os.system", "trainer.callbacks[0]"),
-    ("torch.os.system", "module.optimizer"), ("kdgat.train.os.system", "trainer.callbacks[0]")])
+    ("torch.os.system", "module.optimizer")])
 def test_a_foreign_target_is_refused_and_never_called(where, target, reproduce, copy_of):
     """``torch.os.system`` starts like an allowed name but resolves to ``os.system``."""
     run_dir, edit = copy_of

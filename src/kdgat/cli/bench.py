@@ -1,8 +1,9 @@
-"""``kdgat bench data``: data-layer speed and memory, each next to a baseline measured in the same run."""
+"""``kdgat bench data`` / ``kdgat bench config``: speed (and memory) of the data layer and of the
+config layer, each next to a baseline measured in the same run."""
 
 from __future__ import annotations
 
-HELP = "benchmarks that print figures (data layer)"
+HELP = "benchmarks that print figures (data layer, config layer)"
 
 
 def register(parser) -> None:
@@ -15,9 +16,19 @@ def register(parser) -> None:
                       help="run the per-window baseline on only the first N files (default: all)")
     data.add_argument("--batch-size", type=int, default=64)
     data.set_defaults(run=run_data)
+    config = targets.add_parser("config", help="kdgat-train --help / --cfg job next to importing torch, "
+                                               "and composing every grid point")
+    config.add_argument("--repeats", type=int, default=3, help="fresh processes per command (median)")
+    config.set_defaults(run=run_config)
 
 
 def run_data(args) -> int:
     from kdgat.bench.data import main
+
+    return main(args)
+
+
+def run_config(args) -> int:
+    from kdgat.bench.config import main
 
     return main(args)

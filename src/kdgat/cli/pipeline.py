@@ -83,7 +83,7 @@ def run(args) -> int:
         needs = ", ".join(p.name for p in step["needs"]) or "-"
         print(f"  {number:2d}. [{step['action']}] {step['point'].name}  (needs: {needs})")
         if args.dry_run:
-            print("      " + " ".join(step["command"][2:]))
+            print("      kdgat-train " + " ".join(step["command"][3:]))
     if args.dry_run:
         return 0
     if passthrough:

@@ -41,12 +41,15 @@ def load_run_config(run_dir: Path, overrides: list[str]):
     if missing:
         raise ValueError(f"{path} is not a kdgat run config: missing {missing}")
     check_shape(cfg, path)
-    check_targets(cfg, where=str(path))
+    saved = cfg
     OmegaConf.set_struct(cfg, True)
-    try:
+    try:  # merging runs nothing, so a bad override is reported before the slower target check
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
     except OmegaConfBaseException as err:
         raise ValueError(f"override not applicable to {path}: {err}") from err
+    check_targets(saved, where=str(path), resolve=False)  # the quick test first, then the full one
+    check_targets(cfg, where="the overrides", resolve=False)
+    check_targets(saved, where=str(path))
     check_targets(cfg, where="the overrides")
     OmegaConf.set_struct(cfg, False)
     cfg.run_dir = None

@@ -20,6 +20,7 @@ Groups and what they set (``_global_`` options write the grid dimension plus the
 from __future__ import annotations
 
 import dataclasses
+from hydra_zen import ZenField as zf
 from hydra_zen import builds, make_config, store
 
 from kdgat.data.datasets import MODALITIES
@@ -86,7 +87,7 @@ TrainConf = make_config(
         {"cluster": "local"}, {"experiment": None},
     ],
     grid=GridConf,
-    seed=0,
+    seed=zf(int, 0),
     runs_root="${oc.env:KDGAT_RUNS_ROOT,experimentruns}",
     data_root="${oc.env:KDGAT_DATA_ROOT,null}",
     cache_dir="${oc.env:KDGAT_CACHE_DIR,${runs_root}/.cache}",
@@ -97,7 +98,7 @@ TrainConf = make_config(
     early_stopping=EarlyStoppingConf,
     trainer=TrainerConf,
     tracking=TrackingConf,
-    threshold_rule="f1",
+    threshold_rule=zf(str, "f1"),
     run_dir=None,
     zen_dataclass={"cls_name": "TrainConf"},
 )

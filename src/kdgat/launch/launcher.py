@@ -151,6 +151,10 @@ class KdgatSlurmLauncher(Launcher):
                 print(f"kdgat: job {entry['job_id']} ({entry['name']}) FAILED; log: {entry['stderr']}",
                       file=sys.stderr)
             results.append(result)
+            try:  # the sweep summary (summary.json, table), as for local sweeps
+                self.hydra_context.callbacks.on_job_end(config=self.config, job_return=result)
+            except Exception as err:
+                print(f"kdgat: sweep summary skipped for job {entry['job_id']}: {err}", file=sys.stderr)
         return results
 
 

@@ -2,8 +2,8 @@
 
 When a job allocates ``run_NNN`` it records ``{grid point folder}/.slurm/{cluster}-{job}.json``
 (job = ``ARRAYID_TASK`` for array tasks, else the job id; both survive a requeue). A requeued start
-of the same job (``SLURM_RESTART_COUNT > 0``, or that file already there) finds its run directory
-there and resumes in it from ``checkpoints/last.ckpt``; ``status.json`` goes
+of the same job (``SLURM_RESTART_COUNT > 0`` and that file there, its run still ``preempted`` or
+``running``) finds its run directory there and resumes in it from ``checkpoints/last.ckpt``; ``status.json`` goes
 ``running → preempted → running`` with the restart count in its history. A job requeued more than
 ``KDGAT_MAX_REQUEUES`` times (set by the launcher from ``hydra.launcher.max_requeues``) fails.
 """
@@ -80,11 +80,13 @@ def resume(point_dir: Path) -> Path | None:
             marked failed).
     """
     run_dir = run_dir_of(point_dir)
-    if run_dir is None:
+    if run_dir is None or restart_count() == 0:
+        # Only a start that Slurm itself counts as a restart resumes: another kdgat-train in the
+        # same allocation (salloc, a script running several points) must get its own run_NNN.
         return None
     status = read_status(run_dir)
-    if status.get("status") == "completed":
-        return None  # a finished run is never reopened: the job id was reused
+    if status.get("status") not in ("preempted", "running"):
+        return None  # a completed or failed run is never reopened
     restarts = restart_count()
     requeues = int(status.get("requeues", 0)) + 1
     restarts = max(restarts, requeues)

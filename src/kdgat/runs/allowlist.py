@@ -8,6 +8,7 @@ that passes the prefix test is also resolved and refused if it leads outside the
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 
@@ -23,6 +24,7 @@ def _allowed_module(name) -> bool:
     return isinstance(name, str) and (name in ALLOWED_PACKAGES or name.startswith(ALLOWED_PREFIXES))
 
 
+@functools.lru_cache(maxsize=None)
 def _escape(target: str) -> str | None:
     """Where resolving ``target`` as Hydra does (import, then attribute by attribute) leaves the
     allowed packages, e.g. ``'os.system'`` for ``torch.os.system``; ``None`` if it stays inside
@@ -52,19 +54,22 @@ def _escape(target: str) -> str | None:
     return None
 
 
-def check_targets(node, where: str = "config") -> None:
+def check_targets(node, where: str = "config", resolve: bool = True) -> None:
     """Raise :class:`DisallowedTarget` for any ``_target_`` not under ``ALLOWED_PREFIXES``, or one
     that resolves to an object defined outside them.
 
     Args:
         node: a config (DictConfig, dict or list), walked recursively without resolving it.
         where: the file or name to mention in the message.
+        resolve: also resolve the names that pass the prefix test (imports their modules);
+            ``False`` checks the prefixes only.
     """
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
     if isinstance(node, (DictConfig, ListConfig)):
         node = OmegaConf.to_container(node, resolve=False)
     allowed = ", ".join(ALLOWED_PACKAGES)
+    targets = []
     stack = [("", node)]
     while stack:
         key, value = stack.pop()
@@ -75,11 +80,14 @@ def check_targets(node, where: str = "config") -> None:
                     raise DisallowedTarget(
                         f"{where}: refusing to instantiate _target_ {target!r} at {key or '<root>'}: "
                         f"only targets under {allowed} are allowed")
-                escape = _escape(target)
-                if escape is not None:
-                    raise DisallowedTarget(
-                        f"{where}: refusing to instantiate _target_ {target!r} at {key or '<root>'}: "
-                        f"it resolves to {escape}, outside {allowed}")
+                targets.append((key, target))
             stack.extend((f"{key}.{k}" if key else str(k), v) for k, v in value.items())
         elif isinstance(value, list):
             stack.extend((f"{key}[{i}]", v) for i, v in enumerate(value))
+    # Only names that pass the prefix test are resolved (which imports their modules).
+    for key, target in targets if resolve else ():
+        escape = _escape(target)
+        if escape is not None:
+            raise DisallowedTarget(
+                f"{where}: refusing to instantiate _target_ {target!r} at {key or '<root>'}: "
+                f"it resolves to {escape}, outside {allowed}")

@@ -58,14 +58,18 @@ def build_module(cfg, point: GridPoint, datamodule, needs: dict[str, Path]):
 
 def _learning_curves(run_dir: Path) -> dict[str, list]:
     """Per-epoch values from the CSV logger (one row per logging call; epoch rows merged)."""
-    path = run_dir / "logs" / "metrics.csv"
-    if not path.is_file():
+    # A run resumed after a Slurm requeue kept its earlier log as metrics.before_resume_N.csv.
+    paths = sorted((run_dir / "logs").glob("metrics.before_resume_*.csv"),
+                   key=lambda p: int(p.stem.rsplit("_", 1)[-1])) + [run_dir / "logs" / "metrics.csv"]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
         return {}
     by_epoch: dict[int, dict[str, float]] = {}
-    with open(path) as handle:
-        for row in csv.DictReader(handle):
-            epoch = by_epoch.setdefault(int(float(row["epoch"])), {})
-            epoch.update({k: float(v) for k, v in row.items() if v not in ("", None) and k not in ("epoch", "step")})
+    for path in paths:
+        with open(path) as handle:
+            for row in csv.DictReader(handle):
+                epoch = by_epoch.setdefault(int(float(row["epoch"])), {})
+                epoch.update({k: float(v) for k, v in row.items() if v not in ("", None) and k not in ("epoch", "step")})
     keys = sorted({k for values in by_epoch.values() for k in values})
     return {k: [by_epoch[e].get(k) for e in sorted(by_epoch)] for k in keys}
 
@@ -105,6 +109,9 @@ def run_stage(cfg, point: GridPoint, run_dir: Path, needs: dict[str, Path]) -> d
     trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=str(run_dir),
                           logger=CSVLogger(str(run_dir), name="logs", version=""), **extra)
     last = checkpoints / "last.ckpt"
+    log = run_dir / "logs" / "metrics.csv"
+    if last.is_file() and log.is_file():  # resuming (requeued job): the CSV logger would overwrite it
+        log.rename(log.with_name(f"metrics.before_resume_{len(list(log.parent.glob('metrics.before_resume_*')))}.csv"))
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
 
     best = checkpoints / "best.ckpt"

@@ -1,0 +1,115 @@
+"""``kdgat pipeline``: the plan in dependency order, skipping what is done, refusing typos early."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kdgat.grid import dependencies
+from kdgat.runs.inventory import pipeline_points
+from test_grid_cli import fake_run
+from test_train_cli import command, env, output, read, run, run_dirs  # noqa: F401
+
+STEP = re.compile(r"^\s+(\d+)\. \[(run|skip)\] (\S+)  \(needs: (.*)\)$")
+
+
+@pytest.fixture
+def pipeline(env, tmp_path):
+    """``pipeline(*args)``: ``kdgat pipeline ARGS runs_root=tmp_path/runs`` in a subprocess."""
+    root = tmp_path / "runs"
+
+    def call(*args: str, timeout: float = 300):
+        return run([*command("kdgat"), "pipeline", f"runs_root={root}", *args], env, tmp_path, timeout)
+    call.root = root
+    return call
+
+
+def steps(stdout: str) -> list[tuple[str, str, list[str]]]:
+    """``(action, point name, needs)`` of every planned step, in order."""
+    found = []
+    for line in stdout.splitlines():
+        match = STEP.match(line)
+        if match:
+            assert int(match.group(1)) == len(found) + 1
+            needs = [] if match.group(4) == "-" else match.group(4).split(", ")
+            found.append((match.group(2), match.group(3), needs))
+    return found
+
+
+def complete_all(root: Path, dataset: str = "synthetic") -> list[Path]:
+    """A completed (hand-written) run for every point of the dataset's pipeline."""
+    return [fake_run(root, point.path.removeprefix("automotive/"))
+            for point in pipeline_points(dataset)]
+
+
+def test_dry_run_lists_points_in_dependency_order_and_runs_nothing(pipeline):
+    result = pipeline("dataset=synthetic", "--dry-run")
+    assert result.returncode == 0, output(result)
+    planned = steps(result.stdout)
+    expected = pipeline_points("synthetic")
+    assert [name for _, name, _ in planned] == [p.name for p in expected]
+    assert len(planned) == 8 and {action for action, _, _ in planned} == {"run"}
+    for index, (_, name, needs) in enumerate(planned):
+        assert needs == [need.point.name for need in dependencies(expected[index])]
+        assert set(needs) <= {n for _, n, _ in planned[:index]}, f"{name} is planned before a need"
+        assert f"experiment={name} runs_root={pipeline.root}" in result.stdout
+    assert not pipeline.root.exists()  # no run dir, no logs
+
+
+def test_completed_points_are_skipped_unless_forced(pipeline):
+    runs = complete_all(pipeline.root)
+    result = pipeline("dataset=synthetic")
+    assert result.returncode == 0, output(result)
+    assert [action for action, _, _ in steps(result.stdout)] == ["skip"] * 8
+    assert "pipeline: 0 completed, 8 skipped, 0 failed, 0 not run" in result.stdout
+    assert run_dirs(pipeline.root) == set(runs)
+
+    forced = pipeline("dataset=synthetic", "--force", "--dry-run")
+    assert [action for action, _, _ in steps(forced.stdout)] == ["run"] * 8
+
+    # Only a point without a completed run is run again.
+    student_gat = next(r for r in runs if "/classifier/gat/student/" in str(r))
+    (student_gat / "status.json").write_text((student_gat / "status.json").read_text()
+                                             .replace('"completed"', '"failed"'))
+    partial = pipeline("dataset=synthetic", "--dry-run")
+    assert [(action, name) for action, name, _ in steps(partial.stdout) if action == "run"] == [
+        ("run", "automotive_synthetic_classifier_gat_student_standard_all_samples")]
+
+
+@pytest.mark.parametrize("typo, message", [
+    ("trainr.max_epochs=1", "did you mean 'trainer'?"),
+    ("trainer.max_epoch=1", "Key 'max_epoch' not in"),
+    ("size=giant", "valid size values here"),
+])
+def test_a_typo_fails_before_anything_runs(typo, message, pipeline):
+    result = pipeline("dataset=synthetic", "trainer=smoke", typo)
+    assert result.returncode == 2, output(result)
+    assert message in result.stderr
+    assert run_dirs(pipeline.root) == set()
+    assert not (pipeline.root / ".pipelines").exists()
+
+
+@pytest.mark.slow
+def test_a_whole_pipeline_runs_locally_then_skips_what_is_done(pipeline):
+    """All eight points (teachers, distilled tiny students, fusion) for one smoke epoch each."""
+    args = ("dataset=synthetic", "size=tiny", "trainer=smoke", "tracking.enabled=false")
+    result = pipeline(*args, timeout=1200)
+    assert result.returncode == 0, output(result)
+    assert "pipeline: 8 completed, 0 skipped, 0 failed, 0 not run" in result.stdout
+    points = pipeline_points("synthetic", sizes=("tiny",))
+    runs = {}
+    for point in points:
+        (run_dir,) = (pipeline.root / point.path).glob("run_*")
+        runs[point] = run_dir
+        status = read(run_dir / "status.json")
+        assert status["status"] == "completed"
+        assert status["dependencies"] == {need.role: str(runs[need.point].resolve())
+                                          for need in dependencies(point)}
+    assert len(list((pipeline.root / ".pipelines").glob("*/*.log"))) == 8
+
+    again = pipeline(*args)
+    assert again.returncode == 0, output(again)
+    assert "pipeline: 0 completed, 8 skipped" in again.stdout
+    assert run_dirs(pipeline.root) == set(runs.values())
