@@ -13,7 +13,7 @@
 # DIR/ports.env. Nothing under /etc/slurm, /etc/munge or /run/munge is read or written, so other
 # Slurms on the same machine are left alone. Daemons are only ever stopped by the PIDs in DIR/run/
 # (after checking that the process belongs to DIR), never by name.
-# Recipe and pitfalls: /work/shared/SLURM.md and docs/slurm-dev-cluster.md.
+# Recipe and pitfalls: ../shared/SLURM.md (beside the repository) and docs/slurm-dev-cluster.md.
 #
 # Environment knobs:
 #   SLURM_DEV_ACCOUNTING=0     skip mariadb + slurmdbd (no sacct; starts faster)

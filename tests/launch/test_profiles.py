@@ -38,7 +38,7 @@ def test_profiles_hold_nothing_personal():
     for path in (REPO / "conf" / "cluster").glob("*.yaml"):
         text = path.read_text()
         assert "account: ${oc.env:KDGAT_SLURM_ACCOUNT,null}" in text or path.stem == "local"
-        assert "@" not in text.replace("@package", "").replace("you@osu.edu", "")
+        assert "@" not in text.replace("@package", "").replace("you@example.edu", "")
 
 
 EXPECTED = {
