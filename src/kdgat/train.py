@@ -18,7 +18,7 @@ from hydra_zen import zen
 from kdgat.config.store import store
 from kdgat.grid import GridPoint
 from kdgat.runs.dependencies import PIN_KEYS, resolve
-from kdgat.runs.rundir import allocate, environment, set_status, write_atomic, write_json
+from kdgat.runs.rundir import allocate, environment, read_status, set_status, write_atomic, write_json
 from kdgat.tracking import PARENT_ENV as SWEEP_ENV
 
 
@@ -172,6 +172,8 @@ def execute(cfg, overrides: list[str] | None = None) -> dict:
             set_status(run_dir, "preempted", note="SIGTERM from Slurm (requeue, preemption, "
                        "scancel or time limit)")
             raise
+        if isinstance(err, SystemExit) and read_status(run_dir).get("status") == "preempted":
+            raise  # submitit's exit after its checkpoint hook requeued the job: not a failure
         set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}",
                    traceback=traceback.format_exc(limit=20))
         _track(cfg, run_dir)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kdgat.launch.requeue import MAX_REQUEUES_ENV, mark_preempted, restart_count
+from kdgat.launch.requeue import MAX_REQUEUES_ENV, keep_preempted, mark_preempted, restart_count
 
 
 def freeze(cfg) -> None:
@@ -70,6 +70,14 @@ class _Checkpointable:
     def _environment(self) -> None:
         os.environ[MAX_REQUEUES_ENV] = str(self.max_requeues)
 
+    def __call__(self):
+        self._environment()
+        try:
+            return self._run()
+        except SystemExit:  # submitit's exit after the checkpoint hook requeued the job
+            keep_preempted()
+            raise
+
 
 class SweepJob(_Checkpointable):
     """One job of a ``-m`` sweep: Hydra's ``run_job`` on the frozen config (no re-composition)."""
@@ -80,17 +88,20 @@ class SweepJob(_Checkpointable):
         self.max_requeues = max_requeues
         self.point_dirs = [point_dir]
 
-    def __call__(self):
+    def _run(self):
+        import copy
+
         import submitit
         from hydra.core.utils import JobStatus, run_job, setup_globals
         from hydra.types import HydraContext
         from hydra._internal.callbacks import Callbacks
-        from omegaconf import open_dict
+        from omegaconf import open_dict, read_write
 
-        self._environment()
         setup_globals()
-        config = self.config
-        with open_dict(config.hydra.job):
+        # A copy: run_job makes config.hydra read-only in place, and self (with its config) is
+        # pickled again by the checkpoint hook for the requeued start.
+        config = copy.deepcopy(self.config)
+        with read_write(config.hydra), open_dict(config.hydra.job):
             config.hydra.job.id = submitit.JobEnvironment().job_id
         # No sweep callbacks on the node: the manifest and `kdgat status --jobs` follow the sweep.
         context = HydraContext(config_loader=None, callbacks=Callbacks())
@@ -110,12 +121,11 @@ class TrainJob(_Checkpointable):
         self.max_requeues = max_requeues
         self.point_dirs = [str(point_dir(config))]
 
-    def __call__(self) -> dict:
+    def _run(self) -> dict:
         from omegaconf import OmegaConf
 
         from kdgat.train import execute, seed_everything
 
-        self._environment()
         cfg = OmegaConf.create(self.config)
         seed_everything(cfg)
         document = execute(cfg, self.overrides)

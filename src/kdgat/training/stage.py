@@ -94,8 +94,13 @@ def run_stage(cfg, point: GridPoint, run_dir: Path, needs: dict[str, Path]) -> d
     monitor = module.monitor
     mode = module.monitor_mode[monitor]
     checkpoints = run_dir / "checkpoints"
+    # best.ckpt follows the monitored metric; last.ckpt is written after EVERY epoch by its own
+    # callback (save_last=True on a monitored checkpoint only writes it when best improves, and a
+    # requeued job would then train the later epochs twice).
     callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode=mode,
-                                 save_last=True, enable_version_counter=False)]
+                                 save_top_k=1, enable_version_counter=False),
+                 ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1,
+                                 every_n_epochs=1, enable_version_counter=False)]
     if cfg.early_stopping.enabled:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping.patience,
                                        min_delta=cfg.early_stopping.min_delta))
