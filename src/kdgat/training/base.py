@@ -49,6 +49,12 @@ class StageModule(L.LightningModule):
         # Kept out of the module tree: a teacher is neither trained nor saved with the student.
         self.__dict__["teacher"] = None
 
+    def build_network(self, network, **data_dims) -> nn.Module:
+        """Build the stage's network from its builder and the data dimensions, which are saved in
+        the checkpoint so a later run can rebuild it strictly (teachers, fusion inputs)."""
+        self.save_hyperparameters({"data_dims": data_dims})
+        return network(**data_dims)
+
     # --- teachers -------------------------------------------------------------------------
     def attach_teacher(self, teacher: nn.Module) -> None:
         self.__dict__["teacher"] = frozen(teacher)

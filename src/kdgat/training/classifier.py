@@ -30,9 +30,8 @@ class ClassifierModule(StageModule):
                  edge_dim: int, optimizer: OptimizerSettings, scheduler: SchedulerSettings,
                  distillation: DistillationSettings, monitor: str = "val/loss"):
         super().__init__(optimizer, scheduler, distillation, monitor)
-        self.save_hyperparameters({"data_dims": dict(num_ids=num_ids, in_channels=in_channels,
-                                                     edge_dim=edge_dim)})
-        self.network = network(num_ids=num_ids, in_channels=in_channels, edge_dim=edge_dim)
+        self.network = self.build_network(network, num_ids=num_ids, in_channels=in_channels,
+                                          edge_dim=edge_dim)
 
     def _run(self, model, batch: GraphBatch):
         return model.embed(batch.x, batch.node_id, batch.edge_index, batch.edge_attr, batch.batch,

@@ -48,8 +48,7 @@ class FusionModule(StageModule):
         if kind not in ("dqn", "mlp"):
             raise ValueError(f"fusion kind={kind!r}: choose 'dqn' or 'mlp'")
         self.kind, self.fusion = kind, fusion
-        self.save_hyperparameters({"data_dims": {"state_dim": len(STATE_FEATURES)}})
-        self.network = network(state_dim=len(STATE_FEATURES))
+        self.network = self.build_network(network, state_dim=len(STATE_FEATURES))
         # Sorted VGAE scores of benign training windows: the map of raw scores to [0, 1]. A
         # buffer, so a loaded checkpoint scores exactly as the trained one did.
         self.register_buffer("vgae_reference", torch.zeros(0))

@@ -32,9 +32,8 @@ class UnsupervisedModule(StageModule):
                  edge_dim: int, optimizer: OptimizerSettings, scheduler: SchedulerSettings,
                  distillation: DistillationSettings, monitor: str = "val/loss"):
         super().__init__(optimizer, scheduler, distillation, monitor)
-        self.save_hyperparameters({"data_dims": dict(num_ids=num_ids, in_channels=in_channels,
-                                                     edge_dim=edge_dim)})
-        self.network = network(num_ids=num_ids, in_channels=in_channels, edge_dim=edge_dim)
+        self.network = self.build_network(network, num_ids=num_ids, in_channels=in_channels,
+                                          edge_dim=edge_dim)
         self.projection: nn.Module | None = None
 
     def attach_teacher(self, teacher: nn.Module) -> None:
