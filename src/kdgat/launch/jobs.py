@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kdgat.launch.requeue import MAX_REQUEUES_ENV, keep_preempted, mark_preempted, restart_count
+from kdgat.launch.requeue import MAX_REQUEUES_ENV, mark_preempted, restart_count
 
 
 def freeze(cfg) -> None:
@@ -72,11 +72,8 @@ class _Checkpointable:
 
     def __call__(self):
         self._environment()
-        try:
-            return self._run()
-        except SystemExit:  # submitit's exit after the checkpoint hook requeued the job
-            keep_preempted()
-            raise
+        # submitit's SystemExit after its checkpoint hook leaves the status preempted (execute()).
+        return self._run()
 
 
 class SweepJob(_Checkpointable):

@@ -105,41 +105,11 @@ def resume(point_dir: Path) -> Path | None:
     return run_dir
 
 
-_SIGNALLED: list[Path] = []  # run directories marked preempted by this process's checkpoint hook
-
-
 def mark_preempted(point_dirs: list[Path], reason: str) -> Path | None:
     """From submitit's checkpoint hook (USR2 before preemption or the time limit): status preempted."""
     for point_dir in point_dirs:
         run_dir = run_dir_of(point_dir)
         if run_dir is not None and read_status(run_dir).get("status") == "running":
             set_status(run_dir, "preempted", note=reason)
-            _SIGNALLED.append(run_dir)
             return run_dir
     return None
-
-
-def keep_preempted() -> None:
-    """Undo the ``failed`` written over ``preempted`` while submitit's exit unwound the run.
-
-    After the checkpoint hook, submitit's USR2 handler requeues the job and calls ``sys.exit(-1)``
-    from inside the training; the ``SystemExit`` passes through :func:`kdgat.train.execute`, which
-    marks every exception ``failed`` -- and a failed run is never resumed. Called by the job
-    callables when a ``SystemExit`` leaves the run: the status goes back to ``preempted`` and the
-    spurious ``failed`` step leaves the history.
-    """
-    while _SIGNALLED:
-        run_dir = _SIGNALLED.pop()
-        try:
-            status = read_status(run_dir)
-        except (OSError, json.JSONDecodeError):
-            continue
-        history = status.get("history", [])
-        if (status.get("status") != "failed" or not str(status.get("error", "")).startswith("SystemExit")
-                or len(history) < 2 or history[-2].get("status") != "preempted"):
-            continue
-        history.pop()
-        for key in ("error", "traceback", "finished"):
-            status.pop(key, None)
-        status.update(status="preempted", updated=history[-1]["time"], history=history)
-        write_json(run_dir / "status.json", status)

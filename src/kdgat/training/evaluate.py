@@ -14,14 +14,20 @@ import torch
 
 @torch.no_grad()
 def score_graphs(module, store, graphs: np.ndarray, batch_size: int = 512,
-                 device: torch.device | str = "cpu") -> np.ndarray:
-    """Scores of the windows ``graphs`` (indices into ``store``), in that order."""
+                 device: torch.device | str = "cpu", score=None) -> np.ndarray:
+    """Scores of the windows ``graphs`` (indices into ``store``), in that order.
+
+    Args:
+        module: a stage (its ``score``) or any network, put in eval mode on ``device``.
+        score: ``batch -> (G,)`` to use instead of ``module.score``.
+    """
     module.eval()
     module.to(device)
+    score = score or module.score
     scores = []
     for start in range(0, len(graphs), batch_size):
         batch = store.assemble(graphs[start:start + batch_size]).to(device)
-        scores.append(module.score(batch).float().cpu().numpy())
+        scores.append(score(batch).float().cpu().numpy())
     return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
 
 
@@ -46,6 +52,8 @@ def evaluate(module, datamodule, run_dir: Path, threshold_rule: str = "f1",
     by_scenario, rows = {}, {k: [] for k in ("file", "window_index", "scenario", "label",
                                              "attack_type", "score", "prediction")}
     files = store.meta["files"]
+    relpaths = np.array([f["relpath"] for f in files], dtype=object)  # one entry per file
+    attack_types = np.array([f["attack_type"] for f in files], dtype=object)
     file_index = np.asarray(store.cache["file_index"])
     window_index = np.asarray(store.cache["window_index"])
     for scenario in datamodule.test_names:
@@ -53,12 +61,11 @@ def evaluate(module, datamodule, run_dir: Path, threshold_rule: str = "f1",
         scores = score_graphs(module, store, graphs, device=device)
         labels = store.y[graphs].astype(np.int64)
         by_scenario[scenario] = (labels, scores)
-        rows["file"].append(np.array([files[i]["relpath"] for i in file_index[graphs]], dtype=object))
+        rows["file"].append(relpaths[file_index[graphs]])
         rows["window_index"].append(window_index[graphs])
         rows["scenario"].append(np.full(len(graphs), scenario, dtype=object))
         rows["label"].append(labels)
-        rows["attack_type"].append(np.array([files[i]["attack_type"] if y else "benign"
-                                             for i, y in zip(file_index[graphs], labels)], dtype=object))
+        rows["attack_type"].append(np.where(labels == 1, attack_types[file_index[graphs]], "benign"))
         rows["score"].append(scores)
         rows["prediction"].append((scores >= threshold).astype(np.int64))
 

@@ -14,15 +14,12 @@ from kdgat.runs.allowlist import check_targets
 from kdgat.runs.rundir import write_json
 
 
-def _anomaly_scores(vgae, store, graphs: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    vgae.eval()
-    scores = []
-    with torch.no_grad():
-        for start in range(0, len(graphs), batch_size):
-            b = store.assemble(graphs[start:start + batch_size])
-            scores.append(vgae.anomaly_score(b.x, b.node_id, b.edge_index, b.edge_attr, b.batch,
-                                             b.num_graphs).numpy())
-    return np.concatenate(scores) if scores else np.zeros(0, np.float32)
+def _anomaly_scores(vgae, store, graphs: np.ndarray) -> np.ndarray:
+    """A frozen VGAE's per-window anomaly scores (fusion reference, curriculum difficulty)."""
+    from kdgat.training.evaluate import score_graphs
+
+    return score_graphs(vgae, store, graphs, score=lambda b: vgae.anomaly_score(
+        b.x, b.node_id, b.edge_index, b.edge_attr, b.batch, b.num_graphs))
 
 
 def build_module(cfg, point: GridPoint, datamodule, needs: dict[str, Path]):
