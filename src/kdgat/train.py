@@ -27,12 +27,23 @@ def grid_point(cfg) -> GridPoint:
     return GridPoint(**{k: str(v) for k, v in cfg.grid.items()}).validate()
 
 
+def check_seed(seed) -> int:
+    """A seed is what NumPy and Lightning accept: an integer in [0, 2**32 - 1]."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**32 - 1:
+        raise ValueError(f"seed={seed!r} is not valid: use an integer from 0 to {2**32 - 1}")
+    return seed
+
+
 def seed_everything(cfg) -> None:
-    """zen pre-call: seed before anything is instantiated."""
+    """zen pre-call: seed before anything is instantiated (a bad seed is a user error, exit 2)."""
     import random
 
     import numpy as np
 
+    try:
+        check_seed(cfg.seed)
+    except ValueError as err:
+        _fail(err)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
 
@@ -77,8 +88,11 @@ def prepare_run(cfg, overrides: list[str] | None = None) -> tuple[GridPoint, Pat
     """Validate, resolve dependencies, allocate ``run_NNN`` and write the files that describe it."""
     from omegaconf import OmegaConf
 
+    from kdgat.runs.allowlist import check_targets
+
     point = grid_point(cfg)
     validate_settings(cfg)
+    check_targets(cfg, where="the composed config", allow=cfg.allow_targets)
     # Absolute, so the saved config means the same thing from any working directory.
     cfg.runs_root = str(Path(cfg.runs_root).resolve())
     runs_root = Path(cfg.runs_root)
@@ -98,6 +112,11 @@ def prepare_run(cfg, overrides: list[str] | None = None) -> tuple[GridPoint, Pat
     pinned = {role: OmegaConf.select(cfg, key) for role, key in PIN_KEYS.items()}
     data_root = OmegaConf.select(cfg, "data_root")
     needs = resolve(point, runs_root, pinned, f"data_root={data_root}" if data_root else "")
+    if needs:  # a planted or damaged dependency is refused before allocation
+        from kdgat.training.teachers import read_run
+
+        for run in needs.values():
+            read_run(run)
     for role, run in needs.items():
         OmegaConf.update(cfg, PIN_KEYS[role], str(run.resolve()), force_add=True)
     run_dir = allocate(runs_root / point.path)
@@ -127,7 +146,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     errors = (InvalidGridPoint, MissingDependency, DisallowedTarget, FrameFormatError,
               FileNotFoundError, ValueError, TooManyRequeues)
     if "kdgat.training.teachers" in sys.modules:
-        errors += (sys.modules["kdgat.training.teachers"].IncompatibleCheckpoint,)
+        from kdgat.training.checkpoints import UnreadableCheckpoint
+
+        errors += (sys.modules["kdgat.training.teachers"].IncompatibleCheckpoint, UnreadableCheckpoint)
     return errors
 
 

@@ -1,7 +1,7 @@
 """``kdgat reproduce RUN_DIR``: the round trip, and every way a saved config can be unfit to run.
 
 A saved ``config.yaml`` is data a user may have edited, damaged or been sent: reproduce must run
-it only when it is a kdgat run config whose ``_target_``s all stay inside the allow-list, and
+it only when it is a kdgat run config whose ``_target_``s are all on the allow-list, and
 otherwise say why and leave nothing behind that looks like a run.
 """
 
@@ -147,8 +147,7 @@ def test_a_foreign_target_is_refused_and_never_called(where, target, reproduce, 
     before = run_dirs(root)
     result = reproduce(run_dir)
     refused(result, root, before, f"refusing to instantiate _target_ '{target}'",
-            f"at {where}", "only targets under kdgat, torch, torch_geometric, lightning"
-            if target == "os.system" else "it resolves to os.system")
+            f"at {where}", "not one of the callables kdgat's configs instantiate")
     assert not marker.exists()
 
 
@@ -196,3 +195,35 @@ def test_a_folder_that_is_not_a_run_dir_is_refused(reproduce, tmp_path):
     (tmp_path / "notes.txt").write_text("not a run")
     refused(reproduce(tmp_path), tmp_path, set(), "is not a kdgat run directory: it has no config.yaml")
     refused(reproduce(tmp_path / "run_404"), tmp_path, set(), "no such run directory")
+
+
+# --------------------------------------------------------------------------- moved runs
+def test_a_moved_run_reproduces_into_the_runs_root_it_lives_in_now(reproduce, trained, tmp_path):
+    """Its config still names the original absolute runs root; nothing may be written there."""
+    import shutil
+
+    original = trained.parents[7]
+    moved_root = tmp_path / "moved"
+    shutil.copytree(original, moved_root)
+    moved = moved_root / TINY_GAT / trained.name
+    before_original, before_moved = run_dirs(original), run_dirs(moved_root)
+    assert read(moved / "config.yaml")["runs_root"] == str(original.resolve())
+
+    result = reproduce(moved, "tracking.enabled=true")
+
+    assert result.returncode == 0, output(result)
+    again = new_run(before_moved, moved_root)
+    assert again.parent == moved.parent
+    assert read(again / "config.yaml")["runs_root"] == str(moved_root.resolve())
+    assert run_dirs(original) == before_original  # nothing new beside the original
+    assert (moved_root / "mlflow.db").is_file() and not (original / "mlflow.db").exists()
+    assert read(again / "tracking.json")["status"] == "logged"
+
+
+def test_reproduce_into_another_runs_root(reproduce, trained, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    result = reproduce(trained, "--runs-root", elsewhere)
+    assert result.returncode == 0, output(result)
+    (again,) = run_dirs(elsewhere)
+    assert again == elsewhere / TINY_GAT / "run_001"
+    assert read(again / "config.yaml")["runs_root"] == str(elsewhere.resolve())

@@ -1,14 +1,17 @@
-"""The allow-list of ``_target_``s: what a saved or edited config may instantiate.
+"""The allow-list of ``_target_``s: exactly the callables kdgat's store generates.
 
-``kdgat reproduce`` refusing edited configs end to end is in ``tests/cli/test_reproduce.py``.
+The tampered configs and planted runs of every known gadget, end to end with a canary file, are in
+``tests/cli/test_untrusted_configs.py``.
 """
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from omegaconf import OmegaConf
 
-from kdgat.runs.allowlist import DisallowedTarget, check_targets
+from kdgat.runs.allowlist import DisallowedTarget, allowed_targets, check_extra_targets, check_targets
 
 
 def compose(*overrides: str):
@@ -24,54 +27,67 @@ def compose(*overrides: str):
 @pytest.mark.parametrize("experiment", [
     "automotive_synthetic_classifier_gat_student_standard_all_samples",
     "automotive_synthetic_unsupervised_vgae_tiny_topology_preserving_normals_only",
-    "automotive_synthetic_fusion_dqn_teacher_no_all_samples"])
+    "automotive_synthetic_fusion_dqn_teacher_no_all_samples",
+    "automotive_synthetic_fusion_mlp_student_no_all_samples"])
 def test_every_target_of_a_shipped_config_is_allowed(experiment):
     cfg = compose(f"experiment={experiment}", "scheduler=cosine", "optimizer=sgd")
     check_targets(cfg)
     check_targets(OmegaConf.to_container(cfg, resolve=True))
 
 
+def test_the_list_is_derived_from_the_store_and_every_name_resolves():
+    from hydra.utils import get_object
+
+    from kdgat.models.builders import BUILDERS
+
+    names = allowed_targets()
+    # Every network builder the store registers is there without a second list.
+    assert {f"kdgat.models.builders.{model}" for model in BUILDERS} <= names
+    assert {"lightning.pytorch.Trainer", "kdgat.data.datamodule.CANGraphDataModule",
+            "kdgat.training.classifier.ClassifierModule"} <= names
+    assert all(callable(get_object(name)) for name in names)
+    # Whole packages are not: only the exact callables.
+    assert not {n for n in names if not n.startswith(("kdgat.", "lightning.pytorch.Trainer"))}
+
+
 @pytest.mark.parametrize("target", [
-    "os.system", "subprocess.Popen", "builtins.eval", "kdgatx.evil", "torchvision.io.read_file",
-    "lightning_evil.run", "${oc.env:TARGET}", "kdgat"])
-def test_a_target_outside_the_allowed_packages_is_refused(target):
-    with pytest.raises(DisallowedTarget, match=f"refusing to instantiate _target_ '{_escaped(target)}' "
-                                               "at module.optimizer: only targets under kdgat, torch"):
+    "os.system", "torch.load", "torch.hub.load", "torch.os.system", "kdgat.launch.slurm._run",
+    "kdgat.runs.rundir._git", "kdgat.runs.rundir.write_atomic", "kdgat.train.main", "kdgat",
+    "kdgat.models.no_such_builder", "lightning.pytorch.Trainer.fit"])
+def test_any_other_name_is_refused_whether_or_not_it_resolves(target):
+    with pytest.raises(DisallowedTarget, match=re.escape(
+            f"refusing to instantiate _target_ '{target}' at module.optimizer: it is not one of the "
+            "callables kdgat's configs instantiate")):
         check_targets({"module": {"optimizer": {"_target_": target, "_args_": ["id"]}}})
 
 
-@pytest.mark.parametrize("target, resolved", [
-    ("torch.os.system", "os.system"),                 # torch imports os
-    ("kdgat.train.os.system", "os.system"),
-    ("kdgat.data.datasets.shutil.rmtree", "shutil.rmtree"),
-    ("kdgat.train.Path.write_text", "pathlib.Path.write_text"),   # a class imported into kdgat
-    ("kdgat.train.zen", "hydra_zen.wrapper._implementations.zen"),  # a function imported into kdgat
-])
-def test_a_target_reaching_outside_through_an_allowed_package_is_refused(target, resolved):
-    with pytest.raises(DisallowedTarget, match=f"'{_escaped(target)}' at trainer.callbacks\\[1\\]: "
-                                               f"it resolves to {_escaped(resolved)}, outside"):
-        check_targets({"trainer": {"callbacks": [{"_target_": "torch.nn.Identity"},
-                                                 {"_target_": target}]}})
-
-
-def test_targets_are_found_anywhere_and_never_resolved_as_interpolations():
+def test_targets_are_found_anywhere_and_interpolations_are_never_resolved():
     nested = OmegaConf.create({"a": [{"b": {"c": [{"_target_": "os.system"}]}}]})
     with pytest.raises(DisallowedTarget, match=r"at a\[0\]\.b\.c\[0\]"):
         check_targets(nested)
-    with pytest.raises(DisallowedTarget, match="at <root>"):
-        check_targets({"_target_": ["kdgat.train.main"]})  # not a string
-    # An interpolation is judged as written: it cannot smuggle a name in through the environment.
-    interpolated = OmegaConf.create({"evil": "os.system", "node": {"_target_": "${evil}"}})
-    with pytest.raises(DisallowedTarget, match="'\\$\\{evil\\}'"):
+    with pytest.raises(DisallowedTarget, match="at <root>: a _target_ must be a string"):
+        check_targets({"_target_": ["kdgat.train.main"]})
+    # Even when it would resolve to an allowed name, an interpolation in a _target_ is refused.
+    interpolated = OmegaConf.create({"name": "lightning.pytorch.Trainer", "node": {"_target_": "${name}"}})
+    with pytest.raises(DisallowedTarget, match="an interpolation or resolver in a _target_ is never resolved"):
         check_targets(interpolated)
 
 
-def test_allowed_names_that_do_not_resolve_are_left_to_instantiation():
-    check_targets({"_target_": "kdgat.models.no_such_builder"})
-    check_targets({"_target_": "torch.nn.Linear"}, resolve=False)
+def test_a_target_that_only_appears_after_resolution_is_refused():
+    created = OmegaConf.create({"node": "${oc.create:'{\"_target_\": \"os.system\"}'}"})
+    check_targets(OmegaConf.to_container(created, resolve=False))  # nothing to see as written
+    with pytest.raises(DisallowedTarget, match=r"\(resolved\): refusing to instantiate _target_ 'os.system' at node"):
+        check_targets(created)
 
 
-def _escaped(text: str) -> str:
-    import re
-
-    return re.escape(text)
+def test_outside_targets_are_allowed_only_by_name_and_must_resolve():
+    node = {"trainer": {"callbacks": [{"_target_": "lightning.pytorch.callbacks.Timer"}]}}
+    with pytest.raises(DisallowedTarget):
+        check_targets(node)
+    check_targets(node, allow=["lightning.pytorch.callbacks.Timer"])
+    with pytest.raises(DisallowedTarget, match="cannot be resolved"):
+        check_extra_targets(["lightning.pytorch.callbacks.NoSuchTimer"])
+    with pytest.raises(DisallowedTarget, match="not a dotted name"):
+        check_extra_targets(["kdgat.${evil}"])
+    with pytest.raises(DisallowedTarget, match="not a callable"):
+        check_extra_targets(["os.sep"])

@@ -27,9 +27,16 @@ TRAIN = [str(Path(sys.executable).parent / "kdgat-train")]
 
 
 def make_run(root: Path, point_path: str, number: int, status: str = "completed") -> Path:
+    """A run directory with what resolution and the pre-allocation check read: ``status.json``,
+    a ``config.yaml`` naming a kdgat network and a checkpoint of plain data."""
+    import torch
+
     run_dir = root / point_path / f"run_{number:03d}"
-    run_dir.mkdir(parents=True)
+    (run_dir / "checkpoints").mkdir(parents=True)
     set_status(run_dir, status)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(
+        {"network": {"_target_": "kdgat.models.builders.gat", "_partial_": True}}))
+    torch.save({"state_dict": {}}, run_dir / "checkpoints" / "best.ckpt")
     return run_dir
 
 

@@ -17,11 +17,25 @@ def register(parser) -> None:
                         help="changes to the saved config (existing keys only)")
     parser.add_argument("--tolerance", type=float, default=1e-6,
                         help="largest metric difference counted as reproduced (default 1e-6)")
+    parser.add_argument("--runs-root", metavar="DIR", default=None,
+                        help="where the new run goes (default: the runs root RUN_DIR lives in now)")
+    parser.add_argument("--allow-target", metavar="MODULE.NAME", action="append", default=[],
+                        help="instantiate this callable although kdgat's configs never name it "
+                             "(repeatable; the saved config's own allow_targets are ignored)")
     parser.set_defaults(run=run)
 
 
-def load_run_config(run_dir: Path, overrides: list[str]):
-    """The saved config of ``run_dir`` with ``overrides`` applied, after the allow-list check."""
+def load_run_config(run_dir: Path, overrides: list[str], allow_targets: list[str] = (),
+                    runs_root: Path | None = None):
+    """The saved config of ``run_dir`` with ``overrides`` applied, after the allow-list check.
+
+    Args:
+        run_dir: the run to reproduce.
+        overrides: ``key=value`` changes (existing keys only).
+        allow_targets: outside ``_target_``s the user allows now (the saved list is never trusted).
+        runs_root: where the new run goes; default the root ``run_dir`` lives under now, which
+            differs from the saved ``runs_root`` when the runs were moved or copied.
+    """
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -41,19 +55,60 @@ def load_run_config(run_dir: Path, overrides: list[str]):
     if missing:
         raise ValueError(f"{path} is not a kdgat run config: missing {missing}")
     check_shape(cfg, path)
+    rebase(cfg, run_dir, runs_root)
+    # A saved config cannot widen the allow-list: only what the user names now counts.
+    cfg.allow_targets = list(allow_targets)
     saved = cfg
     OmegaConf.set_struct(cfg, True)
     try:  # merging runs nothing, so a bad override is reported before the slower target check
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
     except OmegaConfBaseException as err:
         raise ValueError(f"override not applicable to {path}: {err}") from err
-    check_targets(saved, where=str(path), resolve=False)  # the quick test first, then the full one
-    check_targets(cfg, where="the overrides", resolve=False)
-    check_targets(saved, where=str(path))
-    check_targets(cfg, where="the overrides")
+    check_targets(saved, where=str(path), allow=allow_targets)
+    check_targets(cfg, where="the overrides", allow=allow_targets)
     OmegaConf.set_struct(cfg, False)
     cfg.run_dir = None
     return cfg
+
+
+def rebase(cfg, run_dir: Path, runs_root: Path | None) -> None:
+    """Point the saved config at the runs root ``run_dir`` lives in now (or ``runs_root``).
+
+    The saved ``runs_root`` is absolute; after the runs were moved or copied it names the original
+    place, and reproducing would write there (and into its MLflow store). The cache and pinned
+    dependencies that lived under the old root move with it when they exist under the new one.
+    """
+    from pathlib import PurePath
+
+    from kdgat.grid import GridPoint
+    from kdgat.runs.dependencies import PIN_KEYS
+    from omegaconf import OmegaConf
+
+    point = GridPoint(**{k: str(v) for k, v in cfg.grid.items()})
+    depth = len(PurePath(point.path).parts) + 1
+    here = run_dir.resolve().parents[depth - 1] if len(run_dir.resolve().parents) >= depth else None
+    if here is not None and (here / point.path / run_dir.name) != run_dir.resolve():
+        here = None
+    if here is None and runs_root is None:
+        raise ValueError(f"{run_dir} is not at {{runs root}}/{point.path}/run_NNN, where its config "
+                         "says it belongs, so where to reproduce it is unclear; pass --runs-root DIR")
+    old = Path(str(cfg.runs_root))
+    new = Path(runs_root).resolve() if runs_root is not None else here
+    cfg.runs_root = str(new)
+
+    def relocate(value, root: Path):
+        try:
+            return root / Path(str(value)).relative_to(old)
+        except (TypeError, ValueError):
+            return None  # unset, or outside the old root (a data folder, a shared cache)
+
+    cache = relocate(cfg.get("cache_dir"), new)
+    if cache is not None:
+        cfg.cache_dir = str(cache)
+    for key in PIN_KEYS.values() if here is not None else ():
+        pinned = relocate(OmegaConf.select(cfg, key), here)
+        if pinned is not None and pinned.is_dir():  # else the original still stands where it was
+            OmegaConf.update(cfg, key, str(pinned))
 
 
 def check_shape(cfg, path: Path) -> None:
@@ -114,7 +169,8 @@ def run(args) -> int:
     from kdgat.train import execute, seed_everything
 
     run_dir = Path(args.run_dir).resolve()
-    cfg = load_run_config(run_dir, args.overrides)
+    cfg = load_run_config(run_dir, args.overrides, allow_targets=args.allow_target,
+                          runs_root=Path(args.runs_root) if args.runs_root else None)
     seed_everything(cfg)
     document = execute(cfg, overrides=[f"# reproduce of {run_dir}", *args.overrides])
     metrics_path = run_dir / "metrics.json"

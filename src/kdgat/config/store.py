@@ -20,6 +20,8 @@ Groups and what they set (``_global_`` options write the grid dimension plus the
 from __future__ import annotations
 
 import dataclasses
+from typing import List
+
 from hydra_zen import ZenField as zf
 from hydra_zen import builds, make_config, store
 
@@ -99,6 +101,8 @@ TrainConf = make_config(
     trainer=TrainerConf,
     tracking=TrackingConf,
     threshold_rule=zf(str, "f1"),
+    # Outside callables a config may instantiate, named on purpose (kdgat.runs.allowlist).
+    allow_targets=zf(List[str], []),
     run_dir=None,
     zen_dataclass={"cls_name": "TrainConf"},
 )

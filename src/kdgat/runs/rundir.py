@@ -14,6 +14,7 @@ import platform
 import socket
 import subprocess
 import tempfile
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,12 +28,37 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_atomic(path: Path, text: str) -> None:
+TEMPORARY_PREFIX = "."  # a file being written is ".{name}.XXXXXXXX" beside its final name
+
+
+@contextmanager
+def atomic_file(path: Path, mode: str = "w"):
+    """Write ``path`` all or nothing: into a temporary file *beside* it (never ``$TMPDIR``, which
+    may be another filesystem, where the final move is a copy that a kill can cut short), flushed
+    to disk, then renamed over ``path``. A failure removes the temporary file."""
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as out:
+    handle, temporary = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, mode) as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    with suppress(OSError):  # the rename itself survives a crash only once the folder is synced
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    with atomic_file(path) as out:
         out.write(text)
-    os.replace(temporary, path)
 
 
 def write_json(path: Path, content) -> None:
@@ -90,6 +116,18 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def host_identity() -> dict[str, str | None]:
+    """This process's boot id and pid namespace: with the host name they say whether a recorded
+    pid can be checked from here (another container may share the host name); None if unknown."""
+    identity = {}
+    for key, path in (("boot_id", "/proc/sys/kernel/random/boot_id"), ("pid_namespace", "/proc/self/ns/pid")):
+        try:
+            identity[key] = os.readlink(path) if key == "pid_namespace" else Path(path).read_text().strip()
+        except OSError:
+            identity[key] = None
+    return identity
+
+
 def environment() -> dict:
     """What ran this: code version, packages, interpreter, host, GPU, Slurm ids."""
     from importlib import metadata
@@ -114,7 +152,7 @@ def environment() -> dict:
     return {
         "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None,
         "packages": packages, "python": platform.python_version(), "platform": platform.platform(),
-        "host": socket.gethostname(), "gpu": gpu, "pid": os.getpid(), "time": now(),
+        "host": socket.gethostname(), **host_identity(), "gpu": gpu, "pid": os.getpid(), "time": now(),
         "slurm": {k: os.environ[k] for k in SLURM_VARIABLES if k in os.environ},
     }
 

@@ -7,11 +7,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from kdgat.grid import GridPoint
-from kdgat.runs.allowlist import check_targets
-from kdgat.runs.rundir import write_json
+from kdgat.runs.rundir import read_status, set_status, write_json
+from kdgat.training.checkpoints import AtomicCheckpointIO, load_checkpoint, resume_checkpoint
 
 
 def _anomaly_scores(vgae, store, graphs: np.ndarray) -> np.ndarray:
@@ -81,7 +80,6 @@ def run_stage(cfg, point: GridPoint, run_dir: Path, needs: dict[str, Path]) -> d
     from kdgat.models.sizes import count_parameters
     from kdgat.training.evaluate import evaluate
 
-    check_targets(cfg, where="the composed config")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.datamodule)
     datamodule.prepare_data()
@@ -102,23 +100,29 @@ def run_stage(cfg, point: GridPoint, run_dir: Path, needs: dict[str, Path]) -> d
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping.patience,
                                        min_delta=cfg.early_stopping.min_delta))
     extra = {"reload_dataloaders_every_n_epochs": 1} if datamodule.curriculum is not None else {}
+    plugins = [AtomicCheckpointIO()]
     if "SLURM_JOB_ID" in os.environ:
         from lightning.pytorch.plugins.environments import SLURMEnvironment
 
         # submitit owns the preemption signal and the requeue (kdgat.launch); Lightning's own
         # SLURM requeue handler would race it.
-        extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, default_root_dir=str(run_dir),
-                          logger=CSVLogger(str(run_dir), name="logs", version=""), **extra)
-    last = checkpoints / "last.ckpt"
+                          logger=CSVLogger(str(run_dir), name="logs", version=""), plugins=plugins,
+                          **extra)
+    # A requeued job resumes from its newest checkpoint that loads (kdgat.training.checkpoints).
+    resume, notes = resume_checkpoint(checkpoints)
+    if notes:
+        set_status(run_dir, "running", checkpoint_notes=[*read_status(run_dir).get("checkpoint_notes", []), *notes])
+        print("kdgat: " + "\nkdgat: ".join(notes))
     log = run_dir / "logs" / "metrics.csv"
-    if last.is_file() and log.is_file():  # resuming (requeued job): the CSV logger would overwrite it
+    if log.is_file():  # resuming (requeued job): the CSV logger would overwrite it
         log.rename(log.with_name(f"metrics.before_resume_{len(list(log.parent.glob('metrics.before_resume_*')))}.csv"))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
 
     best = checkpoints / "best.ckpt"
     if best.is_file():  # evaluate the best epoch, loaded strictly
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+        module.load_state_dict(load_checkpoint(best)["state_dict"])
     document = evaluate(module, datamodule, run_dir, threshold_rule=cfg.threshold_rule)
     curves = _learning_curves(run_dir)
     if curves:

@@ -9,14 +9,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from kdgat.runs.allowlist import check_targets
+from kdgat.training.checkpoints import load_checkpoint
 
 
 class IncompatibleCheckpoint(RuntimeError):
     """A checkpoint whose weights do not fit the network its run's config builds."""
+
+
+def read_run(run_dir: str | Path, checkpoint: str = "best.ckpt"):
+    """The saved config and checkpoint of a completed run, both checked: the network's
+    ``_target_`` is one kdgat generates (no ``allow_targets`` from the run's own config is
+    honoured) and the checkpoint is plain data. Called before a dependent run allocates its
+    directory, so a planted or damaged run is refused before anything exists."""
+    from omegaconf import OmegaConf
+
+    run_dir = Path(run_dir)
+    config_path, ckpt_path = run_dir / "config.yaml", run_dir / "checkpoints" / checkpoint
+    for path in (config_path, ckpt_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: {run_dir} is not a completed kdgat run")
+    config = OmegaConf.load(config_path)
+    if "network" not in config:
+        raise IncompatibleCheckpoint(f"{config_path} has no network section; not a kdgat run config")
+    check_targets(config.network, where=str(config_path))
+    return config, load_checkpoint(ckpt_path)
 
 
 def load_network(run_dir: str | Path, expected_dims: dict | None = None,
@@ -30,16 +49,10 @@ def load_network(run_dir: str | Path, expected_dims: dict | None = None,
         checkpoint: which checkpoint file (default ``best.ckpt``).
     """
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     run_dir = Path(run_dir)
     config_path, ckpt_path = run_dir / "config.yaml", run_dir / "checkpoints" / checkpoint
-    for path in (config_path, ckpt_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: {run_dir} is not a completed kdgat run")
-    config = OmegaConf.load(config_path)
-    check_targets(config.network, where=str(config_path))
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    config, state = read_run(run_dir, checkpoint)
     dims = state.get("hyper_parameters", {}).get("data_dims")
     if dims is None:
         raise IncompatibleCheckpoint(f"{ckpt_path} has no data_dims hyper-parameters; not a kdgat checkpoint")
