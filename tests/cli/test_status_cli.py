@@ -1,14 +1,21 @@
-"""``kdgat status`` and :func:`kdgat.runs.inventory.pipeline_points` on hand-written run directories."""
+"""``kdgat status`` and :func:`kdgat.runs.inventory.pipeline_points` on hand-written run directories.
+
+Dead runs: runs left ``running``/``preempted`` by a killed or cancelled Slurm job, judged from a
+fake ``squeue``/``sacct`` on PATH (every call logged), and a local run whose writer was really
+SIGKILLed. The same against the real private Slurm: tests/slurm/test_dead_runs.py.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 
+from conftest import kdgat_command
 from kdgat.cli import main
 from kdgat.grid import InvalidGridPoint, dependencies
 from kdgat.runs.inventory import pipeline_points, point_runs, read_run
@@ -140,19 +147,241 @@ def test_empty_runs_root_says_how_to_start(capsys, tmp_path):
 
 
 def test_status_json_and_stale_running_run(capsys, tmp_path):
-    # A run started on this host by a process that has exited, without Slurm: likely killed.
+    # A run started on this host by a process that has exited, without Slurm: killed.
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    import socket
-
-    fake_run(tmp_path / "runs", TEACHER_GAT, 1, "running",
-             env={"host": socket.gethostname(), "pid": int(finished.stdout), "slurm": {}})
-    fake_run(tmp_path / "runs", TEACHER_VGAE, 1, "running",
-             env={"host": socket.gethostname(), "pid": os.getpid(), "slurm": {}})
+    pid = int(finished.stdout)
+    host = socket.gethostname()
+    dead = fake_run(tmp_path / "runs", TEACHER_GAT, 1, "running", env={"host": host, "pid": pid, "slurm": {}})
+    fake_run(tmp_path / "runs", TEACHER_VGAE, 1, "running", env={"host": host, "pid": os.getpid(), "slurm": {}})
+    # Another container with this host name (its own pid namespace): its pids mean nothing here.
+    other = fake_run(tmp_path / "runs", STUDENT_GAT, 1, "running",
+                     env={"host": host, "pid": pid, "slurm": {}, "pid_namespace": "pid:[1]"})
+    # Read alone (kdgat grid, report), a dead local run is only suspected; nothing is written.
+    assert point_runs(tmp_path / "runs", point(TEACHER_GAT)).newest.problem == f"stale? process {pid} on this host is gone"
+    assert json.loads((dead / "status.json").read_text())["status"] == "running"
     assert main(["status", "--json"]) == 0
-    (section,) = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    (section,) = json.loads(captured.out)
     rows = {row["point"]: row for row in section["pipeline"]}
-    assert rows["classifier_gat_teacher_no_all_samples"]["state"] == "running"
-    assert rows["classifier_gat_teacher_no_all_samples"]["note"] == f"stale? process {int(finished.stdout)} on this host is gone"
-    assert rows["unsupervised_vgae_teacher_no_normals_only"]["note"] == ""
+    why = f"killed: its process {pid} on {host} is gone and the run never finished"
+    assert (rows["classifier_gat_teacher_no_all_samples"]["state"], rows["classifier_gat_teacher_no_all_samples"]["note"]) == ("failed", why)
+    assert captured.err == f"{dead}: failed ({why})\n\n"
+    assert json.loads((dead / "status.json").read_text())["status"] == "failed"
+    assert (rows["unsupervised_vgae_teacher_no_normals_only"]["state"], rows["unsupervised_vgae_teacher_no_normals_only"]["note"]) == ("running", "")
+    assert (rows["classifier_gat_student_standard_all_samples"]["state"], rows["classifier_gat_student_standard_all_samples"]["note"]) == ("running", "")
+    assert json.loads((other / "status.json").read_text())["status"] == "running"
     assert rows["fusion_mlp_student_standard_all_samples"]["state"] == "missing"
     assert section["other"] == []
+
+
+# --------------------------------------------------------------------------- dead runs
+FAKE_SLURM = """#!{python}
+import json, os, sys
+scenario = json.load(open(os.environ["FAKE_SLURM"]))
+name = os.path.basename(sys.argv[0])
+with open(scenario["log"], "a") as log:
+    log.write(json.dumps([name, *sys.argv[1:]]) + "\\n")
+behaviour = scenario[name]
+if "fail" in behaviour:
+    sys.stderr.write(behaviour["fail"] + "\\n")
+    sys.exit(1)
+jobs = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--jobs=")).split(",")
+for line in behaviour["lines"]:
+    if line.split("|")[0].split(".")[0] in jobs:
+        print(line)
+"""
+
+
+def fake_slurm(tmp_path, squeue: dict, sacct: dict | None = None) -> dict:
+    """A PATH with fake ``squeue`` and ``sacct`` (each call logged); returns the environment."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    for name in ("squeue", "sacct"):
+        script = bin_dir / name
+        script.write_text(FAKE_SLURM.format(python=sys.executable))
+        script.chmod(0o755)
+    scenario = tmp_path / "slurm.json"
+    scenario.write_text(json.dumps({"log": str(tmp_path / "slurm-calls.jsonl"), "squeue": squeue,
+                                    "sacct": sacct or {"lines": []}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KDGAT_", "SLURM_"))}
+    return env | {"PATH": str(bin_dir), "FAKE_SLURM": str(scenario),
+                  "KDGAT_RUNS_ROOT": str(tmp_path / "runs")}
+
+
+def slurm_calls(tmp_path) -> list[list[str]]:
+    log = tmp_path / "slurm-calls.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+
+
+def status_cli(tmp_path, env, *args):
+    return subprocess.run([*kdgat_command(), "status", *args], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+
+
+def slurm_run(root, where, job, status="running", *, cluster="kdgat", history_job=False):
+    """A run that kdgat-train left under Slurm job JOB (raw id), with its .slurm index entry."""
+    run = fake_run(root, where, 1, status, env={"host": "node07", "pid": 4242,
+                                               "slurm": {"SLURM_JOB_ID": job}})
+    if history_job:
+        document = json.loads((run / "status.json").read_text())
+        document["history"][0]["job"] = job
+        (run / "status.json").write_text(json.dumps(document))
+    index = run.parent / ".slurm"
+    index.mkdir(exist_ok=True)
+    (index / f"{cluster}-{job}.json").write_text(json.dumps(
+        {"job": f"{cluster}-{job}", "run_dir": run.name, "slurm_job_id": job}))
+    return run
+
+
+def test_dead_slurm_runs_recorded_from_one_squeue_and_one_sacct_call(tmp_path):
+    root = tmp_path / "runs"
+    oom = slurm_run(root, TEACHER_VGAE, "101", history_job=True)
+    cancelled = slurm_run(root, TEACHER_GAT, "102", "preempted")
+    (cancelled / "checkpoints").mkdir()
+    leftover = cancelled / "checkpoints" / ".last.ckpt.k3j_x9qa"  # a checkpoint write cut short
+    leftover.write_bytes(b"half a checkpoint")
+    pending = slurm_run(root, STUDENT_VGAE, "103")  # requeued without a signal: waits to restart
+    requeued = slurm_run(root, STUDENT_GAT, "104", "preempted")
+    (requeued / ".status.json.abcd1234").write_text("{")  # a live run's write in progress: kept
+    unknown = slurm_run(root, FUSION_TEACHER, "105")
+    elsewhere = slurm_run(root, FUSION_STUDENT, "106", cluster="ascend")  # another cluster's 106
+    reused = slurm_run(root, "hcrl_sa/fusion/mlp/teacher/no/all_samples", "107")  # an old 107 ended
+    slurm_run(root, "hcrl_sa/fusion/mlp/student/standard/all_samples", "108", "completed")
+    # Cancelled while it waited after a requeue, then purged from the controller: accounting
+    # still says REQUEUED, the controller no longer knows it.
+    vanished = slurm_run(root, "hcrl_sa/classifier/gat/tiny/no/curriculum", "109", "preempted")
+    env = fake_slurm(tmp_path, squeue={"lines": [
+        "103|103|PENDING|BeginTime|Unknown|kdgat|", "104|100_4|REQUEUED|None|Unknown|kdgat|"]},
+        sacct={"lines": ["101|101|OUT_OF_MEMORY|0:125|None|2026-01-02T00:00:00|kdgat",
+                         "101.batch|101.batch|OUT_OF_MEMORY|0:125||2026-01-02T00:00:00|kdgat",
+                         "102|102|CANCELLED by 0|0:0|None|2026-01-02T00:00:00|kdgat",
+                         "106|106|FAILED|1:0|None|2026-01-02T00:00:00|kdgat",
+                         "107|107|COMPLETED|0:0|None|2020-01-01T00:00:00|kdgat",
+                         "109|109|REQUEUED|0:0|None|2026-01-02T00:00:00|kdgat"]})
+    before = {run: (run / "status.json").read_bytes() for run in (pending, requeued, unknown, elsewhere, reused)}
+    original = json.loads((oom / "status.json").read_text())
+
+    result = status_cli(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    # One call each for all runs; sacct only about the jobs squeue does not show alive.
+    calls = slurm_calls(tmp_path)
+    assert [call[0] for call in calls] == ["squeue", "sacct"], calls
+    assert "--jobs=101,102,103,104,105,106,107,109" in calls[0]
+    assert "--jobs=101,102,105,106,107,109" in calls[1]
+    assert f"{oom}: failed (killed by Slurm: OUT_OF_MEMORY; job 101, exit code 0:125)" in out
+    assert f"{cancelled}: cancelled (Slurm job 102 was cancelled by root)" in out
+    rows = rows_of(out)
+    assert rows["unsupervised_vgae_teacher_no_normals_only"][1] == "failed"
+    assert rows["classifier_gat_teacher_no_all_samples"][1] == "cancelled"
+    assert rows["unsupervised_vgae_student_standard_normals_only"][1] == "running"
+    assert "Slurm job 103 pending (BeginTime)" in " ".join(rows["unsupervised_vgae_student_standard_normals_only"])
+    assert rows["classifier_gat_student_standard_all_samples"][1] == "preempted"
+    assert "Slurm job 100_4 requeued" in " ".join(rows["classifier_gat_student_standard_all_samples"])
+    assert rows["fusion_dqn_teacher_no_all_samples"][1] == "running"
+    assert "Slurm job 105 is not known to squeue or sacct here" in out
+    assert rows["fusion_dqn_student_standard_all_samples"][1] == "running"
+    assert "Slurm job 106 of cluster ascend not checked: this is cluster kdgat" in out
+    assert rows["fusion_mlp_teacher_no_all_samples"][1] == "running"
+    assert "Slurm job 107 not checked: the job this cluster knows by that id ended 2020-01-01" in out
+    assert (f"{vanished}: failed (Slurm job 109 is gone: no longer queued, and accounting last "
+            "recorded it REQUEUED)") in out
+    assert rows["classifier_gat_tiny_no_curriculum"][1] == "failed"
+    # Recorded in status.json, every earlier field kept; untouched where nothing was certain.
+    document = json.loads((oom / "status.json").read_text())
+    assert document["status"] == "failed" and document["error"].startswith("killed by Slurm: OUT_OF_MEMORY")
+    assert document["killed"] | {"time": None} == {
+        "by": "slurm", "job": "101", "name": "101", "state": "OUT_OF_MEMORY", "exit_code": "0:125",
+        "cluster": "kdgat", "source": "sacct", "end": document["killed"]["end"],
+        "recorded_by": f"kdgat status on {socket.gethostname()}", "time": None}
+    assert {k: document[k] for k in original if k not in ("status", "updated", "history")} == \
+        {k: original[k] for k in original if k not in ("status", "updated", "history")}
+    assert document["history"][:-1] == original["history"]
+    assert document["history"][-1] | {"time": None} == {"status": "failed", "time": None,
+                                                         "killed": "OUT_OF_MEMORY", "job": "101"}
+    assert json.loads((cancelled / "status.json").read_text())["killed"]["state"] == "CANCELLED"
+    assert not leftover.exists() and (cancelled / "checkpoints").is_dir()
+    assert (requeued / ".status.json.abcd1234").exists()
+    assert {run: (run / "status.json").read_bytes() for run in before} == before
+    assert not list(oom.glob(".status.json.*"))  # the rewrite itself left nothing behind
+
+    # Recorded once: the next listing asks Slurm only about the runs still unfinished.
+    again = status_cli(tmp_path, env)
+    assert again.returncode == 0 and "OUT_OF_MEMORY" in again.stdout
+    assert "--jobs=103,104,105,106,107" in slurm_calls(tmp_path)[2]
+    assert len(slurm_calls(tmp_path)) == 4
+    assert f"{oom}: failed" not in again.stdout  # nothing newly found dead
+    # Other commands read what was recorded.
+    grid = subprocess.run([*kdgat_command(), "grid", "--filter", "dataset=hcrl_sa", "--json"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    newest = {row["path"]: row["newest_status"] for row in json.loads(grid.stdout)}
+    assert newest[f"automotive/{TEACHER_VGAE}"] == "failed"
+    assert newest[f"automotive/{TEACHER_GAT}"] == "cancelled"
+
+
+@pytest.mark.parametrize("squeue, said", [
+    ({"fail": "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"},
+     "`squeue` failed: slurm_load_jobs error: Unable to contact slurm controller (connect failure)"),
+    (None, "squeue not found on PATH (no Slurm client on this machine)")])
+def test_unreachable_slurm_marks_nothing_and_says_so(tmp_path, squeue, said):
+    root = tmp_path / "runs"
+    running = slurm_run(root, TEACHER_VGAE, "201")
+    preempted = slurm_run(root, TEACHER_GAT, "202", "preempted")
+    env = fake_slurm(tmp_path, squeue=squeue or {"lines": []},
+                     sacct={"lines": ["201|201|OUT_OF_MEMORY|0:125|None|2026-01-02T00:00:00|kdgat"]})
+    if squeue is None:
+        (tmp_path / "fake-bin" / "squeue").unlink()
+    before = {run: (run / "status.json").read_bytes() for run in (running, preempted)}
+    result = status_cli(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert f"Slurm not reachable ({said}): 2 Slurm run(s) shown as last recorded, not checked" in result.stdout
+    rows = rows_of(result.stdout)
+    assert rows["unsupervised_vgae_teacher_no_normals_only"][1] == "running"
+    assert rows["classifier_gat_teacher_no_all_samples"][1] == "preempted"
+    assert "Slurm job 202 not checked" in result.stdout
+    assert {run: (run / "status.json").read_bytes() for run in before} == before
+    assert [call[0] for call in slurm_calls(tmp_path)] == ([] if squeue is None else ["squeue"])
+
+
+def test_killed_local_run_recorded_failed_and_its_temporary_files_removed(tmp_path):
+    """A real local writer SIGKILLed in the middle of kdgat's atomic writes."""
+    import signal
+
+    root = tmp_path / "runs"
+    run = fake_run(root, TEACHER_GAT, 1, "running", env={})
+    (run / "checkpoints").mkdir()
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+import os, sys, time
+from pathlib import Path
+from kdgat.runs.rundir import atomic_file, environment, write_json
+run = Path({str(run)!r})
+write_json(run / "env.json", environment() | {{"slurm": {{}}}})
+with atomic_file(run / "checkpoints" / "last.ckpt", "wb") as checkpoint, \\
+        atomic_file(run / "metrics.json") as metrics:
+    checkpoint.write(b"half"); metrics.write("{{")
+    checkpoint.flush(); metrics.flush()
+    print("writing", flush=True)
+    time.sleep(120)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        os.kill(writer.pid, signal.SIGKILL)
+    finally:
+        writer.wait(timeout=30)
+    left = sorted(p.name for p in run.rglob(".*"))
+    assert len(left) == 2 and all(name.startswith((".last.ckpt.", ".metrics.json.")) for name in left), left
+
+    env = fake_slurm(tmp_path, squeue={"fail": "must not be asked"})
+    result = status_cli(tmp_path, env, "--json")
+    assert result.returncode == 0, result.stderr
+    (section,) = json.loads(result.stdout)
+    row = {r["point"]: r for r in section["pipeline"]}["classifier_gat_teacher_no_all_samples"]
+    host = socket.gethostname()
+    why = f"killed: its process {writer.pid} on {host} is gone and the run never finished"
+    assert (row["state"], row["note"]) == ("failed", why)
+    assert f"{run}: failed ({why})" in result.stderr
+    assert not list(run.rglob(".*")), "temporary files of the killed writes are left"
+    document = json.loads((run / "status.json").read_text())
+    assert document["status"] == "failed" and document["killed"]["by"] == "local"
+    assert document["killed"]["pid"] == writer.pid and document["grid_point"]
+    assert slurm_calls(tmp_path) == []  # a local run never asks Slurm

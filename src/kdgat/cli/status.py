@@ -4,18 +4,27 @@ A point is ``done`` once it has a completed run (the newest completed run is the
 use), otherwise it takes the status of its newest run, or ``missing``. Points outside the pipeline
 are listed when they have runs. Damaged run directories show as ``unreadable`` with the file and
 the reason; they never stop the listing.
+
+Runs that still say ``running`` or ``preempted`` are first checked against whoever can know
+(:mod:`kdgat.runs.reconcile`): Slurm (one ``squeue``/``sacct`` call for all of them) or, for a
+local run, this host. A run whose job or process has ended is recorded ``failed`` (``killed by
+Slurm: OUT_OF_MEMORY``) or ``cancelled`` in its status.json, and listed first; when Slurm cannot
+be asked, the listing says so and changes nothing.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 
 from kdgat.cli.grid import add_filter_argument, parse_filters
 from kdgat.data.datasets import runs_root
 from kdgat.grid import all_points
-from kdgat.runs.inventory import datasets_with_runs, number, pipeline_points, scan, section
+from kdgat.runs.inventory import CANCELLED, datasets_with_runs, number, pipeline_points, scan, section
+from kdgat.runs.reconcile import reconcile
 
-HELP = "what exists and what is missing per dataset: done/running/failed/preempted/missing, with metrics"
+HELP = ("what exists and what is missing per dataset: done/running/failed/cancelled/preempted/missing, "
+        "with metrics (unfinished runs checked against Slurm or this host)")
 ERROR_WIDTH = 80  # a failed run's error, first line; the whole traceback is in its status.json
 
 
@@ -77,21 +86,39 @@ def run(args) -> int:
               "or name a dataset with --dataset")
         return 0
     wanted_set = set(wanted)
-    sections = []
+    scanned = []
     for modality, dataset in datasets:
         pipeline = [p for p in pipeline_points(dataset, modality=modality) if p in wanted_set]
         in_pipeline = set(pipeline)
         others = [p for p in wanted if (p.modality, p.dataset) == (modality, dataset)
                   and p not in in_pipeline]
-        pipeline_rows = [_row(found) for found in scan(root, pipeline)]
-        other_rows = [_row(found) for found in scan(root, others) if found.runs]
-        sections.append((modality, dataset, pipeline_rows, other_rows))
+        scanned.append((modality, dataset, scan(root, pipeline), scan(root, others)))
+    outcome = reconcile([found for *_, pipeline, others in scanned for found in pipeline + others])
+    sections = [(modality, dataset, [_row(found) for found in pipeline],
+                 [_row(found) for found in others if found.runs])
+                for modality, dataset, pipeline, others in scanned]
+    # With --json, stdout is the JSON document only: what reconciliation did goes to stderr.
+    _print_reconciliation(outcome, sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps([{"modality": m, "dataset": d, "pipeline": p, "other": o}
                           for m, d, p, o in sections], indent=1))
         return 0
     _print_sections(root, sections)
     return 0
+
+
+def _print_reconciliation(outcome, out) -> None:
+    """One line per run found dead (now recorded in its status.json), and why Slurm was not asked."""
+    for run, error in outcome.ended:
+        print(f"{run.run_dir}: {run.status} ({error})", file=out)
+    if outcome.removed:
+        print(f"removed {len(outcome.removed)} temporary file(s) that killed writes left: "
+              + ", ".join(str(path) for path in outcome.removed), file=out)
+    if outcome.slurm_problem:
+        print(f"Slurm not reachable ({outcome.slurm_problem}): {outcome.unchecked} Slurm run(s) shown "
+              "as last recorded, not checked", file=out)
+    if outcome.ended or outcome.removed or outcome.slurm_problem:
+        print(file=out)
 
 
 def _row(found) -> dict:
@@ -118,7 +145,7 @@ def _note(found, shown) -> str:
     if shown is not None:
         if shown.problem:
             notes.append(shown.problem)
-        elif shown.status == "failed" and shown.error and shown.error.strip():
+        elif shown.status in ("failed", CANCELLED) and shown.error and shown.error.strip():
             error = shown.error.strip().splitlines()[0]
             notes.append(error if len(error) <= ERROR_WIDTH else error[: ERROR_WIDTH - 3] + "...")
     # Newer runs than the one shown (e.g. a re-run in progress next to a completed one).

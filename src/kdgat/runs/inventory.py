@@ -4,6 +4,11 @@ Used by ``kdgat grid``, ``kdgat status``, ``kdgat report`` and ``kdgat pipeline`
 imports torch, and nothing here raises on a damaged run directory: a ``status.json`` or
 ``metrics.json`` that cannot be read is reported as ``unreadable`` with its path and the reason,
 because one broken file must not hide the state of every other run.
+
+Reading never writes. A run whose process or Slurm job died without saying so still reads
+``running`` (or ``preempted``) until ``kdgat status`` reconciles it (:mod:`kdgat.runs.reconcile`),
+which records ``failed`` with a ``killed`` section in its ``status.json``; a run killed that way
+by ``scancel`` reads ``cancelled``.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from pathlib import Path
 from kdgat.data.datasets import MODALITIES
 from kdgat.grid import (DISTILLABLE_SIZES, FUSION_INPUT_MODES, SIZES, GridPoint, all_points,
                         dependencies)
-from kdgat.runs.rundir import RUN_PREFIX, STATUSES
+from kdgat.runs.rundir import RUN_PREFIX, STATUSES, host_identity
 
 UNREADABLE = "unreadable"
+# A run's state is its status.json status, or ``unreadable``, or ``cancelled``: status.json says
+# ``failed`` with ``killed.state`` CANCELLED (its Slurm job was scancelled, kdgat.runs.reconcile).
+CANCELLED = "cancelled"
 # A point's state: ``done`` as soon as it has a completed run (the one dependencies use), else the
-# status of its newest run, else ``missing``.
-POINT_STATES = ("done", "running", "failed", "preempted", UNREADABLE, "missing")
+# state of its newest run, else ``missing``.
+POINT_STATES = ("done", "running", "failed", CANCELLED, "preempted", UNREADABLE, "missing")
 
 
 # --------------------------------------------------------------------------- the KD-GAT pipeline
@@ -143,28 +151,41 @@ def read_run(point: GridPoint, run_dir: Path) -> Run:
     if document is None:
         return Run(point, Path(run_dir), UNREADABLE, None, problem)
     status = document.get("status")
-    if status not in STATUSES:
+    if status not in STATUSES and status != CANCELLED:
         return Run(point, Path(run_dir), UNREADABLE, document,
                    f"{Path(run_dir) / 'status.json'}: unknown status {status!r}")
+    if status == "failed" and section(document, "killed").get("state") == "CANCELLED":
+        status = CANCELLED
     run = Run(point, Path(run_dir), status, document)
     if status == "running":
-        run.problem = _stale_note(Path(run_dir))
+        env, _ = read_json(Path(run_dir) / "env.json")
+        gone = local_process_gone(env)
+        run.problem = f"stale? {gone}" if gone else None
     return run
 
 
-def _stale_note(run_dir: Path) -> str | None:
-    """A note when a ``running`` run was started on this host by a process that no longer exists."""
-    env, _ = read_json(run_dir / "env.json")
+def local_process_gone(env: dict | None) -> str | None:
+    """Why the process that started a local run is certainly gone, else ``None``.
+
+    Only a run started on this host outside Slurm can be judged here (a Slurm run is judged by
+    the scheduler, :mod:`kdgat.runs.reconcile`): its process is gone when no process has its pid.
+    Where ``env.json`` records the host's boot id or pid namespace and they differ from this
+    process's (another container with the same host name), the pid means nothing here and
+    nothing is said. A reused pid reads as alive: wrong in the safe direction.
+    """
     if not env or env.get("slurm") or env.get("host") != socket.gethostname():
         return None
     pid = env.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
+    here = host_identity()
+    if any(env.get(key) is not None and env.get(key) != value for key, value in here.items()):
         return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return f"stale? process {pid} on this host is gone"
-    except OSError:
+        return f"process {pid} on this host is gone"
+    except OSError:  # EPERM: it exists (another user's)
         return None
     return None
 
