@@ -203,8 +203,8 @@ def test_files_shorter_than_a_window(make_dataset):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"window": 1}, "window must be at least 2"), ({"stride": 0}, "stride must be at least 1"),
-    ({"val_fraction": 0.0}, "val_fraction must be in"), ({"val_fraction": 1.0}, "val_fraction must be in"),
+    ({"window": 1}, "a window is at least 2 frames"), ({"stride": 0}, "the stride is at least 1 frame"),
+    ({"val_fraction": 0.0}, "strictly between 0 and 1"), ({"val_fraction": 1.0}, "strictly between 0 and 1"),
     ({"on_error": "ignore"}, "on_error must be"),
 ])
 def test_invalid_parameters(kwargs, message):

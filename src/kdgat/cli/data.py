@@ -34,12 +34,13 @@ def register(parser) -> None:
 
 
 def run_synth(args) -> int:
+    from kdgat.data.quoting import printable
     from kdgat.data.synth import synthesize
 
     started = time.perf_counter()
     summary = synthesize(args.out, seed=args.seed, scale=args.scale)
     rows = sum(f[1] for f in summary.files)
-    print(f"wrote {len(summary.files)} files, {rows} frames to {summary.root} "
+    print(f"wrote {len(summary.files)} files, {rows} frames to {printable(summary.root)} "
           f"in {time.perf_counter() - started:.1f} s (seed {args.seed}, scale {args.scale})")
     return 0
 
@@ -60,13 +61,15 @@ def run_check(args) -> int:
 
 def run_prepare(args) -> int:
     from kdgat.data.cache import load_or_build
-    from kdgat.data.datasets import cache_root, dataset_folder
+    from kdgat.data.datasets import cache_root, check_dataset_name, dataset_folder
     from kdgat.data.layout import discover
     from kdgat.data.prepare import PrepareParams
+    from kdgat.data.quoting import printable
 
     settings = parse_key_values(args.settings, PREPARE_KEYS)
     if "dataset" not in settings:
         raise ValueError("dataset=NAME is required (e.g. dataset=hcrl_sa data_root=DIR)")
+    check_dataset_name(settings["dataset"])  # before any folder is looked at or made
     cache_dir = cache_root(settings.get("cache_dir"))
     folder = dataset_folder(settings["dataset"], settings.get("data_root"), cache_dir,
                             synth_scale=settings.get("synth_scale", "small"))
@@ -76,11 +79,11 @@ def run_prepare(args) -> int:
     cache = load_or_build(discover(folder), params, cache_dir, settings["dataset"], rebuild=args.rebuild)
     meta = cache.meta
     print(f"{settings['dataset']}: {sum(meta['graphs_per_split'].values())} graphs, "
-          f"{meta['num_nodes']} nodes, {meta['num_edges']} edges in {cache.folder} "
+          f"{meta['num_nodes']} nodes, {meta['num_edges']} edges in {printable(cache.folder)} "
           f"({time.perf_counter() - started:.1f} s)")
     for split, count in meta["graphs_per_split"].items():
-        print(f"  {split:<45} {count:>8} windows  {meta['attacks_per_split'][split]:>7} attacks")
+        print(f"  {printable(split):<45} {count:>8} windows  {meta['attacks_per_split'][split]:>7} attacks")
     skipped = sum(f["skipped_rows"] for f in meta["files"])
     if skipped:
-        print(f"  {skipped} malformed rows were skipped (on_error=skip); see {cache.folder}/meta.json")
+        print(f"  {skipped} malformed rows were skipped (on_error=skip); see {printable(cache.folder / 'meta.json')}")
     return 0

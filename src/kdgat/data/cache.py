@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from kdgat.data.datasets import check_dataset_name
 from kdgat.data.layout import DatasetLayout
 from kdgat.data.prepare import PrepareParams, prepare
+from kdgat.data.quoting import printable
 
 FORMAT_VERSION = 3  # 3: byte spreads summed in float64 (entries of 2 hold float32-cancelled ones)
 META = "meta.json"
@@ -57,6 +59,11 @@ class GraphCache:
         self.folder = Path(folder)
         with open(self.folder / META) as handle:
             self.meta = json.load(handle)
+        for name in self.meta["arrays"]:  # names become file names: never let one leave the folder
+            if not (isinstance(name, str) and name.isidentifier()):
+                raise ValueError(f"{printable(self.folder / META)} lists the array {name!r}, which is "
+                                 f"not a plain name; the cache entry is damaged: delete "
+                                 f"{printable(self.folder)} and it is rebuilt")
         # Plain ndarray views of the maps: still backed by the files (nothing is read yet), without
         # np.memmap's per-slice Python overhead, which dominated batch assembly.
         self.arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r").view(np.ndarray)
@@ -87,9 +94,11 @@ def load_or_build(layout: DatasetLayout, params: PrepareParams, cache_dir: str |
         layout: the dataset's recordings (their hashes are part of the key).
         params: preparation parameters (part of the key).
         cache_dir: the cache root.
-        dataset: the dataset name (a folder level of the cache, for people browsing it).
+        dataset: the dataset name (a folder level of the cache, for people browsing it; a plain
+            folder name, see :func:`~kdgat.data.datasets.check_dataset_name`).
         rebuild: build again even if a complete entry exists.
     """
+    check_dataset_name(dataset)
     key = cache_key(layout, params)
     folder = Path(cache_dir) / dataset / key
     with file_lock(Path(cache_dir) / dataset / f"{key}.lock"):

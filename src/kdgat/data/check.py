@@ -10,6 +10,7 @@ import numpy as np
 
 from kdgat.data.frames import FrameFormatError
 from kdgat.data.layout import RECORDING_SUFFIXES, attack_type_from_name
+from kdgat.data.quoting import printable
 from kdgat.data.readers import read_recording
 
 
@@ -39,17 +40,25 @@ def recordings_under(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such file or folder")
+        raise FileNotFoundError(f"{printable(path)}: no such file or folder")
     return sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(RECORDING_SUFFIXES))
 
 
 def check_file(path: Path, max_issues: int = 1000) -> tuple[FileReport, str | None]:
-    """Report on one recording; also returns a hash of its frames for duplicate detection."""
+    """Report on one recording; also returns a hash of its frames for duplicate detection.
+
+    A file that can be read but holds no frame (a header and nothing else) is a problem too: as a
+    training or test file it would contribute nothing, silently.
+    """
     report = FileReport(str(path), attack_type=attack_type_from_name(path))
     try:
         frames = read_recording(path, on_error="skip")
-    except (FrameFormatError, FileNotFoundError) as err:
-        report.error = str(err)
+    except (FrameFormatError, OSError) as err:  # OSError: missing or unreadable file
+        report.error = printable(str(err))  # escaped where raised; again for foreign messages
+        return report, None
+    if not len(frames) and not frames.skipped_rows:
+        blank = f" and {frames.blank_lines} blank line(s)" if frames.blank_lines else ""
+        report.error = f"{printable(path)}: holds only the header{blank}, no rows"
         return report, None
     report.rows, report.attack_rows = len(frames), int(frames.attack.sum())
     report.distinct_ids = int(len(np.unique(frames.can_id)))
@@ -81,12 +90,16 @@ def check(path: str | Path) -> list[FileReport]:
 
 
 def format_report(reports: list[FileReport], root: str | Path) -> str:
-    """A plain-text table of the reports plus every malformed row as ``file:line: message``."""
+    """A plain-text table of the reports plus every malformed row as ``file:line: message``.
+
+    File names are shown through :func:`~kdgat.data.quoting.printable` (errors and malformed rows
+    are escaped where they are made), so no escape sequence of a file reaches the terminal.
+    """
     root = Path(root)
     base = root if root.is_dir() else root.parent
     lines = [f"{'file':<58} {'rows':>9} {'attacks':>8} {'ids':>5} {'span s':>9}  dlc histogram"]
     for r in reports:
-        name = str(Path(r.path).relative_to(base)) if Path(r.path).is_relative_to(base) else r.path
+        name = printable(Path(r.path).relative_to(base) if Path(r.path).is_relative_to(base) else r.path)
         if r.error:
             lines.append(f"{name:<58} ERROR {r.error}")
             continue
@@ -94,7 +107,7 @@ def format_report(reports: list[FileReport], root: str | Path) -> str:
         dlcs = " ".join(f"{k}:{v}" for k, v in r.dlc_histogram.items())
         lines.append(f"{name:<58} {r.rows:>9} {r.attack_rows:>8} {r.distinct_ids:>5} {span:>9}  {dlcs}")
         if r.duplicate_of:
-            lines.append(f"    same frames as: {', '.join(r.duplicate_of)}")
+            lines.append(f"    same frames as: {', '.join(map(printable, r.duplicate_of))}")
         if r.backwards_timestamps:
             lines.append(f"    {r.backwards_timestamps} timestamps go backwards")
         if r.malformed_count:
@@ -104,5 +117,5 @@ def format_report(reports: list[FileReport], root: str | Path) -> str:
                 lines.append(f"      ... and {r.malformed_count - len(r.malformed)} more")
     bad = sum(not r.ok for r in reports)
     lines.append(f"{len(reports)} file(s), {sum(r.rows for r in reports)} rows, "
-                 f"{bad} with problems" if reports else f"no recordings found under {root}")
+                 f"{bad} with problems" if reports else f"no recordings found under {printable(root)}")
     return "\n".join(lines)

@@ -5,11 +5,16 @@ A recording is one CSV file (plain or ``.csv.gz``) with the header
 numpy array: it finds newlines and commas, checks that every line has four fields, and decodes the
 hexadecimal IDs and payloads column by column. Every malformed row is reported with its file and
 line number; ``on_error="skip"`` drops such rows and counts them instead of failing, never silently.
+
+Files are untrusted input: a ``.gz`` may decompress to no more than ``KDGAT_MAX_DECOMPRESSED_MB``
+(default 1024 MB; the largest real recording is ~200 MB), a UTF-8 byte-order mark is skipped,
+CR-only line ends and UTF-16 text are named as such, and quoted content is escaped
+(:func:`kdgat.data.quoting.printable`).
 """
 
 from __future__ import annotations
 
-import gzip
+import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +22,17 @@ from typing import Literal
 
 import numpy as np
 
+from kdgat.data.quoting import printable
+
 HEADER = b"timestamp,arbitration_id,data_field,attack"
 MAX_PAYLOAD_BYTES = 8
 MAX_CAN_ID = 0x1FFFFFFF  # 29-bit extended identifiers
 OnError = Literal["fail", "skip"]
+MAX_DECOMPRESSED_ENV = "KDGAT_MAX_DECOMPRESSED_MB"
+# hcrl_sa's largest file is 20 MB of CSV, the bundle's largest (hcrl_ch, ~4.6 M rows) ~200 MB; a
+# gzip bomb inflates ~1000-fold, so a 4 MB one would otherwise take 4 GB of memory.
+DEFAULT_MAX_DECOMPRESSED_MB = 1024
+UTF8_BOM = b"\xef\xbb\xbf"
 
 # Rows are decoded in chunks so that the (rows x field width) index arrays stay small.
 _CHUNK_ROWS = 1 << 19
@@ -43,7 +55,7 @@ class ParseIssue:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
+        return f"{printable(self.path)}:{self.line}: {self.message}"
 
 
 class FrameFormatError(ValueError):
@@ -95,26 +107,69 @@ class Frames:
         )
 
 
+def max_decompressed_bytes() -> int:
+    """The most bytes one ``.gz`` recording may decompress to (``KDGAT_MAX_DECOMPRESSED_MB``)."""
+    value = os.environ.get(MAX_DECOMPRESSED_ENV, "")
+    if not value:
+        return DEFAULT_MAX_DECOMPRESSED_MB << 20
+    try:
+        megabytes = float(value)
+    except ValueError:
+        megabytes = float("nan")
+    if not megabytes > 0:
+        raise ValueError(f"{MAX_DECOMPRESSED_ENV}={value!r} is not valid; give a number of megabytes "
+                         f"> 0 (default {DEFAULT_MAX_DECOMPRESSED_MB})")
+    return int(megabytes * (1 << 20))
+
+
+def gunzip(raw: bytes, source: str, limit: int | None = None) -> bytes:
+    """Decompress every member of a gzip file, refusing more than ``limit`` bytes of output.
+
+    Raises:
+        FrameFormatError: the stream is truncated or corrupt, or inflates past the limit (the
+            message names ``KDGAT_MAX_DECOMPRESSED_MB``, which raises it).
+    """
+    limit = max_decompressed_bytes() if limit is None else limit
+    shown = printable(source)
+    parts, total, rest = [], 0, raw
+    try:
+        while rest:
+            member = zlib.decompressobj(wbits=31)  # 31: gzip header and trailer
+            # max_length bounds the memory taken: a bomb stops at limit + 1 bytes
+            parts.append(member.decompress(rest, limit + 1 - total))
+            total += len(parts[-1])
+            if total > limit:
+                raise FrameFormatError(source, (
+                    f"{shown}: decompresses to more than {limit / (1 << 20):g} MB, the limit per "
+                    f"file ({MAX_DECOMPRESSED_ENV}); real CAN recordings stay far below it, so the file "
+                    f"is likely not a recording (a gzip bomb). If it is one, raise the limit, e.g. "
+                    f"{MAX_DECOMPRESSED_ENV}={2 * max(limit >> 20, 1)}"))
+            if not member.eof:
+                raise EOFError("compressed file ended before the end-of-stream marker was reached")
+            rest = member.unused_data.lstrip(b"\0")  # another member follows, or zero padding
+    except (EOFError, zlib.error) as err:
+        raise FrameFormatError(
+            source, f"{shown}: corrupt or truncated gzip file ({err}); "
+            "re-download or re-compress the file (gzip -t checks it)") from err
+    return parts[0] if len(parts) == 1 else b"".join(parts)  # b"" for an empty file
+
+
 def read_bytes(path: str | Path) -> bytes:
-    """Read a recording's bytes, decompressing ``.gz`` files.
+    """Read a recording's bytes, decompressing ``.gz`` files (see :func:`gunzip` for the limit).
 
     Raises:
         FileNotFoundError: the file does not exist.
-        FrameFormatError: the gzip stream is truncated or corrupt, or the file is empty.
+        FrameFormatError: the gzip stream is truncated, corrupt or too large, or the file is empty.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such CAN recording (expected a .csv or .csv.gz file)")
+        raise FileNotFoundError(f"{printable(path)}: no such CAN recording (expected a .csv or "
+                                ".csv.gz file)")
     raw = path.read_bytes()
     if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as err:
-            raise FrameFormatError(
-                str(path), f"{path}: corrupt or truncated gzip file ({err}); "
-                "re-download or re-compress the file (gzip -t checks it)") from err
+        raw = gunzip(raw, str(path))
     if not raw.strip():
-        raise FrameFormatError(str(path), f"{path}: empty file; expected the header "
+        raise FrameFormatError(str(path), f"{printable(path)}: empty file; expected the header "
                                f"'{HEADER.decode()}' and at least one row")
     return raw
 
@@ -137,8 +192,21 @@ def parse_csv(raw: bytes, source: str = "<bytes>", on_error: OnError = "fail",
     """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    shown = printable(source)
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FrameFormatError(source, f"{shown}: the file is UTF-16 text; save it as UTF-8 or "
+                               f"ASCII with the header '{HEADER.decode()}'")
+    if raw.startswith(UTF8_BOM):  # spreadsheet programs write one; harmless, so skipped
+        raw = raw[len(UTF8_BOM):]
+    bare_cr = False
     if b"\r" in raw:
         raw = raw.replace(b"\r\n", b"\n")
+        bare_cr = b"\r" in raw
+        header_end = raw.find(b"\n")
+        if bare_cr and b"\r" in (raw if header_end < 0 else raw[:header_end]):
+            raise FrameFormatError(source, (
+                f"{shown}:1: lines end in a bare carriage return (CR, old Mac style), not LF or CRLF; "
+                "convert the line ends, e.g. tr '\\r' '\\n' < in.csv > out.csv"))
     data = np.frombuffer(raw, dtype=np.uint8)
     ends = np.flatnonzero(data == 10)
     if len(data) and data[-1] != 10:
@@ -146,8 +214,8 @@ def parse_csv(raw: bytes, source: str = "<bytes>", on_error: OnError = "fail",
     starts = np.concatenate(([0], ends[:-1] + 1))
     header = bytes(data[starts[0]:ends[0]]) if len(ends) else b""
     if header.strip() != HEADER:
-        raise FrameFormatError(source, f"{source}:1: expected the header '{HEADER.decode()}', "
-                               f"found '{header[:80].decode(errors='replace')}'")
+        raise FrameFormatError(source, f"{shown}:1: expected the header '{HEADER.decode()}', "
+                               f"found '{printable(header[:80])}'")
     body_begin = int(ends[0]) + 1
     starts, ends = starts[1:], ends[1:]
     line_numbers = np.arange(2, len(starts) + 2, dtype=np.int64)
@@ -161,7 +229,15 @@ def parse_csv(raw: bytes, source: str = "<bytes>", on_error: OnError = "fail",
     comma_line = np.searchsorted(ends, commas)  # row of each comma (commas lie before their '\n')
     fields = np.bincount(comma_line, minlength=len(starts))[: len(starts)] + 1
     bad_fields = fields != 4
+    if bare_cr:  # rows that hold a CR not followed by LF: name the CR, not what it breaks
+        has_cr = np.zeros(len(starts), dtype=bool)
+        has_cr[np.searchsorted(ends, np.flatnonzero(data[body_begin:] == 13) + body_begin)] = True
+        issues.add(line_numbers[has_cr], "holds a bare carriage return (CR); lines must end in LF "
+                   "or CRLF (a file joined from CR-only parts?)")
+        bad_fields &= ~has_cr
     issues.add(line_numbers[bad_fields], [f"expected 4 fields, found {k}" for k in fields[bad_fields]])
+    if bare_cr:
+        bad_fields |= has_cr
     keep_comma = ~bad_fields[comma_line[comma_line < len(starts)]]
     comma_pos = commas[comma_line < len(starts)][keep_comma].reshape(-1, 3)
     starts, ends, line_numbers = starts[~bad_fields], ends[~bad_fields], line_numbers[~bad_fields]
@@ -176,7 +252,7 @@ def parse_csv(raw: bytes, source: str = "<bytes>", on_error: OnError = "fail",
         shown = "\n  ".join(str(issue) for issue in issues.items[:20])
         more = f"\n  ... and {issues.count - 20} more" if issues.count > 20 else ""
         raise FrameFormatError(
-            source, f"{source}: {issues.count} malformed row(s):\n  {shown}{more}\n"
+            source, f"{shown}: {issues.count} malformed row(s):\n  {shown}{more}\n"
             "Fix the rows, or read with on_error=skip to drop and count them.", issues.items)
     if not parts:
         frames = Frames.empty(source)

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdgat.data.quoting import printable
+
 TRAIN_FOLDERS = ("train_01_attack_free", "train_02_with_attacks")
 RECORDING_SUFFIXES = (".csv", ".csv.gz", ".log", ".asc", ".blf")
 _BENIGN_NAME = re.compile(r"^(attack[-_]free|accessory|benign|normal)([-_].*)?$", re.IGNORECASE)
@@ -91,14 +93,14 @@ def discover(root: str | Path) -> DatasetLayout:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(
-            f"dataset folder {root} does not exist; set data_root=DIR (or KDGAT_DATA_ROOT) to the "
+            f"dataset folder {printable(root)} does not exist; set data_root=DIR (or KDGAT_DATA_ROOT) to the "
             "folder holding the can-train-and-test datasets, or run `kdgat data synth --out DIR`")
     present = sorted(p.name for p in root.iterdir() if p.is_dir())
     train_dirs = [root / name for name in TRAIN_FOLDERS if (root / name).is_dir()]
     test_dirs = [root / name for name in present if name.startswith("test_")]
     if not train_dirs or not test_dirs:
         raise FileNotFoundError(
-            f"{root} is not a can-train-and-test dataset folder: expected {' and '.join(TRAIN_FOLDERS)} "
+            f"{printable(root)} is not a can-train-and-test dataset folder: expected {' and '.join(TRAIN_FOLDERS)} "
             f"and test_* folders, found {present or 'no folders'}")
 
     seen: dict[str, str] = {}
@@ -114,7 +116,7 @@ def discover(root: str | Path) -> DatasetLayout:
             seen[digest] = relpath
             train.append(Recording(path, relpath, "train", attack_type_from_name(path), digest))
     if not train:
-        raise FileNotFoundError(f"{root}: the training folders {[d.name for d in train_dirs]} "
+        raise FileNotFoundError(f"{printable(root)}: the training folders {[d.name for d in train_dirs]} "
                                 f"hold no recordings ({', '.join(RECORDING_SUFFIXES)})")
     tests = {}
     for folder in test_dirs:

@@ -21,7 +21,9 @@ import numpy as np
 from kdgat.data.frames import Frames, OnError
 from kdgat.data.graphs import EDGE_FEATURES, NODE_FEATURES, WindowGraphs, build_window_graphs
 from kdgat.data.layout import DatasetLayout, Recording
+from kdgat.data.quoting import printable
 from kdgat.data.readers import read_recording
+from kdgat.data.settings import check_windowing
 
 TRAIN, VAL = 0, 1  # split codes; test scenario k has code 2 + k
 
@@ -43,12 +45,7 @@ class PrepareParams:
     on_error: OnError = "fail"
 
     def __post_init__(self):
-        if self.window < 2:
-            raise ValueError(f"window must be at least 2 frames, got {self.window}")
-        if not 1 <= self.stride:
-            raise ValueError(f"stride must be at least 1 frame, got {self.stride}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        check_windowing(self.window, self.stride, self.val_fraction)
         if self.on_error not in ("fail", "skip"):
             raise ValueError(f"on_error must be 'fail' or 'skip', got {self.on_error!r}")
 
@@ -132,7 +129,7 @@ def prepare(layout: DatasetLayout, params: PrepareParams, workers: int | None = 
     train_nodes = arrays["split"][graph_of_node] == TRAIN
     train_edges = arrays["split"][graph_of_edge] == TRAIN
     if not train_nodes.any():
-        raise ValueError(f"{layout.root}: the training files give no complete window of "
+        raise ValueError(f"{printable(layout.root)}: the training files give no complete window of "
                          f"{params.window} frames; lower window= or add training data")
     x_mean, x_std = _moments(arrays["x"][train_nodes])
     e_mean, e_std = _moments(arrays["edge_attr"][train_edges])

@@ -5,9 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from kdgat.data.datasets import check_dataset_name
+
 # Unseen ids are spread over several buckets: one shared index made every unseen id of a new
 # vehicle identical, and upstream models answered constantly on such vehicles.
 DEFAULT_OOV_BUCKETS = 8
+
+
+def check_windowing(window: int, stride: int, val_fraction: float, prefix: str = "") -> None:
+    """The windowing rules, one place for the datamodule's settings and :class:`PrepareParams`."""
+    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+        raise ValueError(f"{prefix}window={window!r}: a window is at least 2 frames")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"{prefix}stride={stride!r}: the stride is at least 1 frame")
+    if not isinstance(val_fraction, (int, float)) or not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"{prefix}val_fraction={val_fraction!r}: the validation share of each "
+                         "training file must lie strictly between 0 and 1 (default 0.2)")
 
 
 @dataclass
@@ -53,6 +66,13 @@ class DataSettings:
     unseen_id_rate: float = 0.25
 
     def __post_init__(self):
+        check_dataset_name(self.dataset)
+        check_windowing(self.window, self.stride, self.val_fraction, prefix="datamodule.")
+        if self.num_workers < 0:
+            raise ValueError(f"datamodule.num_workers={self.num_workers} must be >= 0 (0 assembles "
+                             "batches in the training process)")
+        if not 0 <= self.seed <= 2**32 - 1:
+            raise ValueError(f"datamodule.seed={self.seed} must be an integer from 0 to {2**32 - 1}")
         for name, valid in (("train_windows", ("all", "normals_only")), ("on_error", ("fail", "skip")),
                             ("synth_scale", ("small", "medium"))):
             if getattr(self, name) not in valid:
