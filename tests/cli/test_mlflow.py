@@ -149,3 +149,15 @@ def test_a_run_logged_halfway_is_completed_by_sync_without_a_duplicate(sweep, en
     # It joined its sweep's parent run in this store, not a parent id of the store the sweep used.
     parent = logged.data.tags["mlflow.parentRunId"]
     assert client(uri).get_run(parent).info.run_name.startswith("sweep ")
+
+
+def test_the_sweep_creates_the_store_before_its_jobs_start(sweep):
+    """The launching process creates the SQLite store (its Default experiment is made with the
+    schema) before the first job starts, so jobs finishing together never migrate it at once."""
+    import datetime
+
+    default = client(f"sqlite:///{sweep}/mlflow.db").get_experiment("0")
+    created = datetime.datetime.fromtimestamp(default.creation_time / 1000, datetime.timezone.utc)
+    first = min(datetime.datetime.fromisoformat(read(path)["started"])
+                for path in sweep.glob("automotive/**/run_*/status.json"))
+    assert created < first + datetime.timedelta(seconds=1), (created, first)

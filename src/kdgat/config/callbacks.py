@@ -20,12 +20,14 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config, **kwargs: Any) -> None:
         import os
 
-        from kdgat.tracking import PARENT_ENV
+        from kdgat.tracking import PARENT_ENV, prepare_stores
 
         self.path = Path(config.hydra.sweep.dir).resolve() / "summary.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Jobs of this sweep become children of one MLflow parent run (see kdgat.tracking).
         os.environ[PARENT_ENV] = str(self.path.parent)
+        # The MLflow store, once, before the jobs log to it (their experiments: per job).
+        prepare_stores([config], experiments=False)
 
     def on_job_end(self, config, job_return, **kwargs: Any) -> None:
         from hydra.core.utils import JobStatus
