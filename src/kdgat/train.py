@@ -17,7 +17,7 @@ from hydra_zen import zen
 
 from kdgat.config.store import store
 from kdgat.grid import GridPoint
-from kdgat.runs.dependencies import PIN_KEYS, resolve
+from kdgat.runs.dependencies import PIN_KEYS, pairing, resolve
 from kdgat.runs.rundir import allocate, environment, read_status, set_status, write_atomic, write_json
 from kdgat.tracking import PARENT_ENV as SWEEP_ENV
 
@@ -111,7 +111,13 @@ def prepare_run(cfg, overrides: list[str] | None = None) -> tuple[GridPoint, Pat
         return point, resumed, needs
     pinned = {role: OmegaConf.select(cfg, key) for role, key in PIN_KEYS.items()}
     data_root = OmegaConf.select(cfg, "data_root")
-    needs = resolve(point, runs_root, pinned, f"data_root={data_root}" if data_root else "")
+    needs = resolve(point, runs_root, pinned, f"data_root={data_root}" if data_root else "",
+                    seed=cfg.seed)
+    pairs = pairing(needs, cfg.seed)
+    for role, pair in pairs.items():
+        if not pair["same_seed"] and not pinned.get(role):
+            print(f"kdgat: note: no usable {role} run with seed {cfg.seed}; using {pair['run']} "
+                  f"(seed {pair['seed']})", file=sys.stderr)
     if needs:  # a planted or damaged dependency is refused before allocation
         from kdgat.training.teachers import read_run
 
@@ -128,8 +134,8 @@ def prepare_run(cfg, overrides: list[str] | None = None) -> tuple[GridPoint, Pat
     write_atomic(run_dir / "overrides.yaml", OmegaConf.to_yaml(overrides if overrides is not None
                                                                 else _overrides()))
     write_json(run_dir / "env.json", environment())
-    set_status(run_dir, "running", grid_point=point.name,
-               dependencies={role: str(path) for role, path in needs.items()},
+    set_status(run_dir, "running", grid_point=point.name, seed=cfg.seed,
+               dependencies={role: str(path) for role, path in needs.items()}, pairing=pairs,
                sweep_dir=os.environ.get(SWEEP_ENV))
     return point, run_dir, needs
 
@@ -322,16 +328,64 @@ def cluster_arguments(argv: list[str]) -> None:
                   "name a cluster (e.g. cluster=osc_pitzer)", file=sys.stderr)
             raise SystemExit(2)
         return
-    if not {"-m", "--multirun", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"} & set(argv):
+    if not ({"-m", "--multirun"} | HYDRA_INSPECT_FLAGS) & set(argv):
         argv.insert(1, "-m")  # one job, submitted through the cluster's launcher
     if dry_run:
         argv.append("hydra.launcher.dry_run=true")
+
+
+HYDRA_INSPECT_FLAGS = {"--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
+
+
+def replicate_seeds(argv: list[str], flag: str = "replicates") -> list[int] | None:
+    """``replicates=N`` in ``argv``: the N seeds ``S, S+1, ...`` from ``seed=S`` (default 0);
+    the ``replicates=`` and ``seed=`` items are removed. ``None`` without ``replicates=``.
+
+    Raises:
+        ValueError: N is not a positive integer, or ``seed=`` is itself a sweep.
+    """
+    given = [a for a in argv if a.startswith(f"{flag}=")]
+    if not given:
+        return None
+    value = given[-1].split("=", 1)[1]
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{flag}={value!r}: give the number of seeds, a positive integer (e.g. "
+                         f"{flag}=5 runs seeds 0-4; seed=10 {flag}=5 runs seeds 10-14); for "
+                         "other seeds sweep them: -m seed=0,3,7")
+    seeds = [a for a in argv if a.startswith("seed=")]
+    base = seeds[-1].split("=", 1)[1] if seeds else "0"
+    if not base.isdigit():
+        raise ValueError(f"seed={base!r} with {flag}=: {flag}=N runs seeds seed..seed+N-1 from one "
+                         "integer seed; sweep explicit seeds without it: -m seed=0,3,7")
+    for item in given + seeds:
+        argv.remove(item)
+    return list(range(int(base), int(base) + int(value)))
+
+
+def replicate_arguments(argv: list[str]) -> None:
+    """``replicates=N``: run N seeds of every point, each its own ``run_NNN`` with its seed in
+    ``config.yaml`` — a ``-m`` sweep over ``seed`` (locally one after another, on a cluster
+    profile one array task per seed). With ``--cfg``/``--info`` only the first seed is shown."""
+    try:
+        seeds = replicate_seeds(argv)
+    except ValueError as err:
+        print(f"kdgat-train: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if seeds is None:
+        return
+    if HYDRA_INSPECT_FLAGS & set(argv):
+        argv.append(f"seed={seeds[0]}")
+        return
+    if not {"-m", "--multirun"} & set(argv):
+        argv.insert(1, "-m")
+    argv.append("seed=" + ",".join(map(str, seeds)))
 
 
 def main() -> None:
     if ("--help" in sys.argv[1:] or "-h" in sys.argv[1:]) and "--hydra-help" not in sys.argv:
         print(fast_help(sys.argv[1:]))
         return
+    replicate_arguments(sys.argv)
     check_override_keys(sys.argv[1:])
     cluster_arguments(sys.argv)
     store.add_to_hydra_store()

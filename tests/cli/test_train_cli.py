@@ -165,6 +165,11 @@ def test_invalid_grid_combination_lists_the_valid_values(overrides, message, tra
     ("datamodule.batch_size=0", "datamodule.batch_size=0 must be >= 1"),
     ("threshold_rule=best", "threshold_rule='best' is not valid; choose one of: f1, youden, fixed"),
     ("module.optimizer.name=adagrad", "optimizer.name='adagrad' is not valid; choose one of: adam, adamw, sgd"),
+    ("datamodule.window=1", "datamodule.window=1: a window is at least 2 frames"),
+    ("datamodule.stride=0", "datamodule.stride=0: the stride is at least 1 frame"),
+    ("datamodule.val_fraction=1.5", "datamodule.val_fraction=1.5: the validation share of each training file"),
+    ("datamodule.num_workers=-1", "datamodule.num_workers=-1 must be >= 0"),
+    ("seed=-1", "seed=-1 is not valid: use an integer from 0 to 4294967295"),
 ])
 def test_bad_setting_value_is_refused_before_any_run_dir(override, message, train, tmp_path):
     result = train(tmp_path, *SMOKE, override)

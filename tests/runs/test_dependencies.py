@@ -34,8 +34,10 @@ def make_run(root: Path, point_path: str, number: int, status: str = "completed"
     run_dir = root / point_path / f"run_{number:03d}"
     (run_dir / "checkpoints").mkdir(parents=True)
     set_status(run_dir, status)
+    grid = dict(zip(("modality", "dataset", "learning_type", "model", "size", "distillation", "mode"),
+                    point_path.split("/")))
     (run_dir / "config.yaml").write_text(yaml.safe_dump(
-        {"network": {"_target_": "kdgat.models.builders.gat", "_partial_": True}}))
+        {"grid": grid, "seed": 0, "network": {"_target_": "kdgat.models.builders.gat", "_partial_": True}}))
     torch.save({"state_dict": {}}, run_dir / "checkpoints" / "best.ckpt")
     return run_dir
 

@@ -18,23 +18,36 @@ from pathlib import Path
 from kdgat.cli.overrides import parse_key_values
 
 HELP = ("run a dataset's teacher → student → fusion pipeline locally, then report; or, with "
-        "cluster=NAME, submit it to Slurm as jobs chained with afterok")
+        "cluster=NAME, submit it to Slurm as jobs chained with afterok; replicates=N runs N seeds")
 PIPELINE_KEYS = {"dataset": str, "size": str, "distillation": str, "runs_root": str, "cluster": str}
 
 
 def register(parser) -> None:
     parser.add_argument("settings", nargs="*", metavar="key=value",
                         help="dataset=NAME (required), size=teacher,student, distillation=standard, "
-                             "runs_root=DIR; any other key=value is passed to every kdgat-train job")
+                             "runs_root=DIR, replicates=N [seed=S] (seeds S..S+N-1, seed s of a "
+                             "point uses seed s of what it needs); any other key=value is passed "
+                             "to every kdgat-train job")
     parser.add_argument("--dry-run", action="store_true", help="print the jobs in order, run nothing")
     parser.add_argument("--force", action="store_true", help="run points that already have a completed run")
     parser.set_defaults(run=run)
 
 
-def plan(settings: dict, passthrough: list[str], force: bool):
-    """The pipeline's points with what each one will do: ``run`` or ``skip`` (completed)."""
+def step_key(point, seed: int | None) -> str:
+    """A pipeline job's name: the grid point, and its seed when the pipeline runs replicates."""
+    return point.name if seed is None else f"{point.name}@seed{seed}"
+
+
+def plan(settings: dict, passthrough: list[str], force: bool, seeds: list[int] | None = None):
+    """The pipeline's jobs with what each one will do: ``run`` or ``skip`` (completed).
+
+    With ``seeds`` (``replicates=N``) every point runs once per seed, and seed *s* of a point
+    waits for seed *s* of the points it needs (whose run it then uses: kdgat.runs.dependencies);
+    a point is skipped per seed, when it has a completed run of that seed.
+    """
     from kdgat.data.datasets import runs_root as default_runs_root
     from kdgat.grid import dependencies
+    from kdgat.runs.dependencies import identify
     from kdgat.runs.inventory import pipeline_points
     from kdgat.runs.rundir import completed_runs
 
@@ -44,13 +57,16 @@ def plan(settings: dict, passthrough: list[str], force: bool):
                              distillation=settings.get("distillation", "standard"))
     steps = []
     for point in points:
-        done = completed_runs(runs_root / point.path)
-        action = "run" if force or not done else "skip"
-        command = [sys.executable, "-m", "kdgat.train", f"experiment={point.name}",
-                   f"runs_root={runs_root}", *passthrough]
-        steps.append({"point": point, "action": action, "command": command,
-                      "needs": [need.point for need in dependencies(point)],
-                      "existing": str(done[0]) if done else None})
+        runs = completed_runs(runs_root / point.path)
+        for seed in seeds or [None]:
+            done = [r for r in runs if seed is None or identify(r).seed == seed]
+            command = [sys.executable, "-m", "kdgat.train", f"experiment={point.name}",
+                       f"runs_root={runs_root}", *passthrough, *([f"seed={seed}"] if seed is not None else [])]
+            needs = [need.point for need in dependencies(point)]
+            steps.append({"point": point, "seed": seed, "key": step_key(point, seed),
+                          "action": "run" if force or not done else "skip", "command": command,
+                          "needs": needs, "need_keys": [step_key(p, seed) for p in needs],
+                          "existing": str(done[0]) if done else None})
     return runs_root, steps
 
 
@@ -65,6 +81,9 @@ def _check_passthrough(passthrough: list[str], first_point: str) -> None:
 
 
 def run(args) -> int:
+    from kdgat.train import replicate_seeds
+
+    seeds = replicate_seeds(args.settings)  # replicates=N [seed=S]: seeds S..S+N-1
     settings, passthrough = {}, []
     for item in args.settings:
         key = item.partition("=")[0]
@@ -76,12 +95,14 @@ def run(args) -> int:
         from kdgat.launch.pipeline import submit
 
         # One Slurm job per point, chained with afterok; returns once submitted (kdgat.launch).
-        return submit(settings, passthrough, force=args.force, dry_run=args.dry_run)
-    runs_root, steps = plan(settings, passthrough, args.force)
-    print(f"pipeline {settings['dataset']}: {len(steps)} points under {runs_root}")
+        return submit(settings, passthrough, force=args.force, dry_run=args.dry_run, seeds=seeds)
+    runs_root, steps = plan(settings, passthrough, args.force, seeds)
+    replicated = f" × {len(seeds)} seeds ({seeds[0]}-{seeds[-1]})" if seeds else ""
+    print(f"pipeline {settings['dataset']}: {len({s['point'] for s in steps})} points{replicated} "
+          f"under {runs_root}")
     for number, step in enumerate(steps, 1):
-        needs = ", ".join(p.name for p in step["needs"]) or "-"
-        print(f"  {number:2d}. [{step['action']}] {step['point'].name}  (needs: {needs})")
+        needs = ", ".join(step["need_keys"]) or "-"
+        print(f"  {number:2d}. [{step['action']}] {step['key']}  (needs: {needs})")
         if args.dry_run:
             print("      kdgat-train " + " ".join(step["command"][3:]))
     if args.dry_run:
@@ -89,33 +110,36 @@ def run(args) -> int:
     if passthrough:
         _check_passthrough(passthrough, steps[0]["point"].name)
 
+    from kdgat.tracking import prepare_store_for
+
+    prepare_store_for(runs_root, passthrough)  # the MLflow store, before any job logs to it
     logs = runs_root / ".pipelines" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     logs.mkdir(parents=True, exist_ok=True)
     failed: set = set()
     results = {"completed": 0, "skipped": 0, "failed": 0, "not run": 0}
     for number, step in enumerate(steps, 1):
-        point = step["point"]
+        key = step["key"]
         if step["action"] == "skip":
             results["skipped"] += 1
             continue
-        blocked = [need.name for need in step["needs"] if need in failed]
+        blocked = [need for need in step["need_keys"] if need in failed]
         if blocked:
-            failed.add(point)
+            failed.add(key)
             results["not run"] += 1
-            print(f"  not run  {point.name}: needs {', '.join(blocked)}, which failed")
+            print(f"  not run  {key}: needs {', '.join(blocked)}, which failed")
             continue
-        log = logs / f"{number:02d}_{point.name}.log"
+        log = logs / f"{number:02d}_{key.replace('@', '_')}.log"
         started = time.perf_counter()
         with open(log, "w") as out:
             code = subprocess.run(step["command"], stdout=out, stderr=subprocess.STDOUT).returncode
         seconds = time.perf_counter() - started
         if code == 0:
             results["completed"] += 1
-            print(f"  done     {point.name} ({seconds:.0f} s)")
+            print(f"  done     {key} ({seconds:.0f} s)")
         else:
-            failed.add(point)
+            failed.add(key)
             results["failed"] += 1
-            print(f"  FAILED   {point.name} (exit {code}); log: {log}")
+            print(f"  FAILED   {key} (exit {code}); log: {log}")
     print("pipeline: " + ", ".join(f"{v} {k}" for k, v in results.items()) + f"; logs in {logs}")
 
     from kdgat.cli import main as kdgat_main

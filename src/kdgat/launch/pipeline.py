@@ -21,8 +21,8 @@ from kdgat.launch import manifest
 from kdgat.launch.slurm import ACTIVE
 
 
-def compose(names: list[str], cluster: str, runs_root: Path, passthrough: list[str]):
-    """Frozen configs (with ``hydra``) of the experiments NAMES for CLUSTER."""
+def compose(steps: list[dict], cluster: str, runs_root: Path, passthrough: list[str]):
+    """Frozen configs (with ``hydra``) of the pipeline STEPS for CLUSTER, by step key."""
     from hydra import compose as hydra_compose
     from hydra import initialize
 
@@ -32,13 +32,19 @@ def compose(names: list[str], cluster: str, runs_root: Path, passthrough: list[s
     store.add_to_hydra_store(overwrite_ok=True)
     configs = {}
     with initialize(version_base="1.3", config_path=None):
-        for name in names:
-            cfg = hydra_compose("train", overrides=[f"experiment={name}", f"cluster={cluster}",
-                                                    f"runs_root={runs_root}", *passthrough],
+        for step in steps:
+            cfg = hydra_compose("train", overrides=[*step_overrides(step, runs_root, passthrough),
+                                                    f"cluster={cluster}"],
                                 return_hydra_config=True)
             freeze(cfg)
-            configs[name] = cfg
+            configs[step["key"]] = cfg
     return configs
+
+
+def step_overrides(step: dict, runs_root: Path, passthrough: list[str]) -> list[str]:
+    """The ``kdgat-train`` overrides of one pipeline step (its seed last, when it has one)."""
+    seed = [f"seed={step['seed']}"] if step.get("seed") is not None else []
+    return [f"experiment={step['point'].name}", f"runs_root={runs_root}", *passthrough, *seed]
 
 
 def launcher_settings(cfg, folder: Path, job_name: str) -> dict:
@@ -73,7 +79,8 @@ def _queued(runs_root: Path, dataset: str) -> dict[str, str]:
     return active
 
 
-def submit(settings: dict, passthrough: list[str], *, force: bool, dry_run: bool) -> int:
+def submit(settings: dict, passthrough: list[str], *, force: bool, dry_run: bool,
+           seeds: list[int] | None = None) -> int:
     from kdgat.cli.pipeline import plan
     from kdgat.launch.jobs import TrainJob, point_dir, task_part
     from kdgat.launch.profiles import check_profile_name, check_request
@@ -83,27 +90,30 @@ def submit(settings: dict, passthrough: list[str], *, force: bool, dry_run: bool
     cluster = settings["cluster"]
     check_profile_name(cluster)
     started = time.perf_counter()
-    runs_root, steps = plan(settings, passthrough, force)
+    runs_root, steps = plan(settings, passthrough, force, seeds)
     dataset = settings["dataset"]
     queued = {} if dry_run else _queued(runs_root, dataset)
-    to_run = [s for s in steps if s["action"] == "run" and s["point"].name not in queued]
+    to_run = [s for s in steps if s["action"] == "run" and s["key"] not in queued]
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     folder = runs_root / ".pipelines" / f"{stamp}_{dataset}_slurm"
-    configs = compose([s["point"].name for s in to_run], cluster, runs_root, passthrough)
+    configs = compose(to_run, cluster, runs_root, passthrough)
     prefix = f"{steps[0]['point'].modality}_{dataset}_" if steps else ""
-    launchers = {name: launcher_settings(cfg, folder, "kdgat-" + name[len(prefix):])
+    launchers = {name: launcher_settings(cfg, folder, "kdgat-" + name[len(prefix):].replace("@", "_"))
                  for name, cfg in configs.items()}
     for settings_ in launchers.values():
         check_request(settings_)
     print(f"pipeline {dataset} on cluster {cluster}: {len(steps)} points under {runs_root}")
     if not dry_run and to_run:
         slurm_cluster = check_reachable(next(iter(launchers.values())).get("partition"))
+        from kdgat.tracking import prepare_stores
+
+        prepare_stores(configs.values())  # the MLflow store and experiments, before jobs fan out
 
     ids: dict[str, str] = dict(queued)
     entries = []
     for number, step in enumerate(steps, 1):
-        name = step["point"].name
-        needs = [p.name for p in step["needs"]]
+        name = step["key"]
+        needs = step["need_keys"]
         if step["action"] == "skip":
             print(f"  {number:2d}. [skip]   {name}  (completed: {step['existing']})")
             continue
@@ -113,7 +123,7 @@ def submit(settings: dict, passthrough: list[str], *, force: bool, dry_run: bool
         waits = [n for n in needs if n in ids]
         dependency = "afterok:" + ":".join(ids[n] for n in waits) if waits else None
         launcher = launchers[name]
-        overrides = [f"experiment={name}", f"runs_root={runs_root}", *passthrough]
+        overrides = step_overrides(step, runs_root, passthrough)
         if dry_run:
             ids[name] = f"<job {number}>"
             shown = "afterok:" + ":".join(ids[n] for n in waits) if waits else None
@@ -123,7 +133,7 @@ def submit(settings: dict, passthrough: list[str], *, force: bool, dry_run: bool
             continue
         cfg = configs[name]
         task = task_part(cfg)
-        config_file = folder / "jobs" / f"{number:02d}_{name}.yaml"
+        config_file = folder / "jobs" / f"{number:02d}_{name.replace('@', '_')}.yaml"
         config_file.parent.mkdir(parents=True, exist_ok=True)
         from omegaconf import OmegaConf
 
