@@ -50,6 +50,9 @@ def copy_run(source: Path, root: Path, point: str = TINY_GAT) -> Path:
     shutil.copytree(source, run_dir)
     config = read(run_dir / "config.yaml")
     config["runs_root"], config["run_dir"] = str(root), str(run_dir)
+    # It claims to be a run of the point it was planted in.
+    config["grid"] = dict(zip(("modality", "dataset", "learning_type", "model", "size", "distillation",
+                               "mode"), point.split("/")))
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     return run_dir
 
