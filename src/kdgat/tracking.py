@@ -19,7 +19,6 @@ backoff (:class:`_Patient`) instead of giving up.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import json
 import os
@@ -27,7 +26,6 @@ import random
 import sqlite3
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -139,18 +137,6 @@ def _sqlite_path(uri: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
-@contextmanager
-def _locked(path: Path):
-    """An exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _store_lock(database: Path) -> Path:
     return database.with_suffix(".lock")
 
@@ -200,7 +186,9 @@ def _ready_sqlite(uri: str) -> None:
     from mlflow.tracking import MlflowClient
 
     database = _sqlite_path(uri)
-    with _locked(_store_lock(database)):
+    from kdgat.data.cache import file_lock  # numpy stays off the --help path
+
+    with file_lock(_store_lock(database)):
         schema = _schema(database)
         leftovers = any(t.startswith("_alembic_tmp_") for t in schema["tables"])
         if not _healthy(schema) or (leftovers and not schema["records"]):
@@ -301,7 +289,9 @@ def ensure_experiment(uri: str, name: str) -> str:
 
     database = _sqlite_path(uri)
     if database is not None:
-        with _locked(_store_lock(database)):
+        from kdgat.data.cache import file_lock  # numpy stays off the --help path
+
+        with file_lock(_store_lock(database)):
             # Artifacts beside the database, not in ./mlruns of whatever directory ran the job.
             return get_or_create((database.parent / "mlartifacts" / name.replace("/", "_")).resolve().as_uri())
     return get_or_create()
@@ -314,7 +304,9 @@ def _sweep_parent(client, uri: str, experiment_id: str, sweep_dir: Path) -> str:
     --tracking-uri`` to another store must not reuse a parent id of the first)."""
     registry = sweep_dir / "mlflow_parents.json"
     key = f"{uri}#{experiment_id}"
-    with _locked(sweep_dir / "mlflow_parents.lock"):
+    from kdgat.data.cache import file_lock  # numpy stays off the --help path
+
+    with file_lock(sweep_dir / "mlflow_parents.lock"):
         parents = json.loads(registry.read_text()) if registry.is_file() else {}
         if key not in parents:
             run = client.create_run(experiment_id, run_name=f"sweep {sweep_dir.name}",
