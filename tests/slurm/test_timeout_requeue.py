@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import FINAL_STATES
+
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(330)]
 EPOCHS = 70
 TRAIN = ["dataset=synthetic", "size=tiny", f"trainer.max_epochs={EPOCHS}",
@@ -70,13 +72,14 @@ def test_time_limit_signal_requeues_and_resumes_in_same_run_dir(slurm_cluster, t
     stdout, stderr = Path(job["stdout"]), Path(job["stderr"])
 
     # Done once the job has left the queue (a requeued job stays in it, PENDING) and accounting
-    # holds its final record.
+    # holds its final record: slurmdbd can still show the last start RUNNING for a while after
+    # squeue has dropped the job, so wait for a final state, not merely "not REQUEUED".
     slurm_cluster.wait_until(lambda: job_id not in slurm_cluster.job_ids(), timeout=280,
                              what=f"job {job_id} to finish")
     records = slurm_cluster.wait_until(
         lambda: (rows := slurm_cluster.sacct(job_id, duplicates=True))
-        and rows[-1]["State"].split()[0] != "REQUEUED" and rows,
-        timeout=30, what=f"final sacct record of job {job_id}")
+        and rows[-1]["State"].split()[0] in FINAL_STATES and rows,
+        timeout=60, what=f"final sacct record of job {job_id}")
     wall = time.monotonic() - started
     log = stderr.read_text(errors="replace")
     states = [r["State"].split()[0] for r in records]
