@@ -15,12 +15,14 @@ from dataclasses import astuple, dataclass, fields
 
 from kdgat.data.datasets import MODALITIES
 
-LEARNING_TYPES = {"unsupervised": ("vgae",), "classifier": ("gat",), "fusion": ("dqn", "mlp")}
+LEARNING_TYPES = {"unsupervised": ("vgae",), "classifier": ("gat",), "fusion": ("dqn", "mlp"),
+                  "baseline": ("majority", "window_stats")}
 MODEL_LEARNING_TYPE = {model: lt for lt, models in LEARNING_TYPES.items() for model in models}
 SIZES = ("tiny", "student", "intermediate", "teacher", "huge")
 DISTILLATIONS = ("no", "standard", "topology_preserving")
 MODES = {"vgae": ("all_samples", "normals_only"), "gat": ("all_samples", "curriculum"),
-         "dqn": ("all_samples",), "mlp": ("all_samples",)}
+         "dqn": ("all_samples",), "mlp": ("all_samples",),
+         "majority": ("all_samples",), "window_stats": ("all_samples",)}
 ALL_MODES = ("all_samples", "normals_only", "curriculum")
 # Sizes a teacher can be distilled into: strictly smaller than the teacher.
 DISTILLABLE_SIZES = SIZES[: SIZES.index("teacher")]
@@ -29,6 +31,11 @@ GRAPH_MODELS = ("vgae", "gat")
 # Which VGAE and GAT runs a fusion point combines, and which VGAE scores curriculum difficulty.
 FUSION_INPUT_MODES = {"vgae": "normals_only", "gat": "all_samples"}
 CURRICULUM_SCORER_MODE = "normals_only"
+# Baselines (a majority-class detector, a classifier on window statistics) are no neural network:
+# nothing scales them and nothing is distilled into them, so they take one size, the reference
+# level every other model is compared at, and distillation "no".
+BASELINE_MODELS = LEARNING_TYPES["baseline"]
+BASELINE_SIZE = "teacher"
 
 
 class InvalidGridPoint(ValueError):
@@ -76,8 +83,8 @@ class GridPoint:
             raise bad("model", MODEL_LEARNING_TYPE)
         if self.learning_type != MODEL_LEARNING_TYPE[self.model]:
             raise bad("learning_type", (MODEL_LEARNING_TYPE[self.model],))
-        if self.size not in SIZES:
-            raise bad("size", SIZES)
+        if self.size not in valid_sizes(self.model):
+            raise bad("size", valid_sizes(self.model))
         if self.mode not in MODES[self.model]:
             raise bad("mode", MODES[self.model])
         if self.distillation not in valid_distillations(self.model, self.size):
@@ -89,8 +96,13 @@ class GridPoint:
                 f"distillation={self.distillation} mode={self.mode} dataset={self.dataset}")
 
 
+def valid_sizes(model: str) -> tuple[str, ...]:
+    """Every size for the neural models; a baseline's one size (``BASELINE_SIZE``)."""
+    return (BASELINE_SIZE,) if model in BASELINE_MODELS else SIZES
+
+
 def valid_distillations(model: str, size: str) -> tuple[str, ...]:
-    if size not in DISTILLABLE_SIZES:
+    if size not in DISTILLABLE_SIZES or model in BASELINE_MODELS:
         return ("no",)
     return DISTILLATIONS if model in GRAPH_MODELS else ("no", "standard")
 
@@ -104,12 +116,13 @@ def all_points(filters: dict[str, str | list[str]] | None = None) -> list[GridPo
                                f"{[f.name for f in fields(GridPoint)]}")
     points = []
     for modality, datasets in MODALITIES.items():
-        for dataset, (model, learning_type), size in itertools.product(
-                datasets, MODEL_LEARNING_TYPE.items(), SIZES):
-            for distillation, mode in itertools.product(valid_distillations(model, size), MODES[model]):
-                point = GridPoint(modality, dataset, learning_type, model, size, distillation, mode)
-                if all(getattr(point, k) in v for k, v in filters.items()):
-                    points.append(point)
+        for dataset, (model, learning_type) in itertools.product(datasets, MODEL_LEARNING_TYPE.items()):
+            for size in valid_sizes(model):
+                for distillation, mode in itertools.product(valid_distillations(model, size),
+                                                            MODES[model]):
+                    point = GridPoint(modality, dataset, learning_type, model, size, distillation, mode)
+                    if all(getattr(point, k) in v for k, v in filters.items()):
+                        points.append(point)
     return points
 
 

@@ -125,6 +125,8 @@ def prepare_run(cfg, overrides: list[str] | None = None) -> tuple[GridPoint, Pat
             read_run(run)
     for role, run in needs.items():
         OmegaConf.update(cfg, PIN_KEYS[role], str(run.resolve()), force_add=True)
+    from hydra.utils import instantiate  # a validation the threshold rule cannot fit is refused now
+    instantiate(cfg.datamodule).check_validation(cfg.threshold_rule)
     run_dir = allocate(runs_root / point.path)
     requeue.record(runs_root / point.path, run_dir)
     cfg.run_dir = str(run_dir.resolve())

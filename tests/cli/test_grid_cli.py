@@ -87,11 +87,11 @@ def fake_run(root: Path, where: str, number: int = 1, status: str = "completed",
 def test_count_of_the_whole_grid_and_of_a_filter(kdgat):
     result = kdgat("grid", "--count")
     assert result.returncode == 0, result.stderr
-    # 7 datasets x (22 VGAE + 22 GAT + 8 DQN + 8 MLP); see docs/grid.md for the derivation.
-    assert result.stdout.strip() == "420" == str(len(all_points()))
+    # 7 datasets x (22 VGAE + 22 GAT + 8 DQN + 8 MLP + 2 baselines); see docs/grid.md.
+    assert result.stdout.strip() == "434" == str(len(all_points()))
     result = kdgat("grid", "--filter", "dataset=hcrl_sa,set_01", "--filter", "size=teacher", "--count")
-    # Teacher per dataset: VGAE 2 modes + GAT 2 modes + DQN + MLP, distillation always "no".
-    assert result.returncode == 0 and result.stdout.strip() == "12"
+    # Teacher per dataset: VGAE 2 modes + GAT 2 modes + DQN + MLP + the two baselines.
+    assert result.returncode == 0 and result.stdout.strip() == "16"
 
 
 def test_filters_combine_and_repeat(capsys):
@@ -139,7 +139,7 @@ def test_listing_shows_paths_and_runs(kdgat, tmp_path):
                                "run_002", "failed", "run_001"]
     vgae = next(line for line in lines if "vgae_teacher_no_normals_only" in line)
     assert vgae.split()[2:] == ["1", "run_001", "running", "-"]
-    assert lines[-1].startswith("6 point(s); 2 with runs, 1 with a completed run")
+    assert lines[-1].startswith("8 point(s); 2 with runs, 1 with a completed run")  # 6 models + 2 baselines
 
     result = kdgat("grid", "--filter", "dataset=hcrl_sa", "--filter", "size=teacher", "--json",
                    "--runs-root", root)

@@ -50,7 +50,8 @@ def test_dry_run_lists_points_in_dependency_order_and_runs_nothing(pipeline):
     planned = steps(result.stdout)
     expected = pipeline_points("synthetic")
     assert [name for _, name, _ in planned] == [p.name for p in expected]
-    assert len(planned) == 8 and {action for action, _, _ in planned} == {"run"}
+    # 2 baselines + teacher and student VGAE and GAT + teacher and student DQN and MLP
+    assert len(planned) == 10 and {action for action, _, _ in planned} == {"run"}
     for index, (_, name, needs) in enumerate(planned):
         assert needs == [need.point.name for need in dependencies(expected[index])]
         assert set(needs) <= {n for _, n, _ in planned[:index]}, f"{name} is planned before a need"
@@ -62,12 +63,12 @@ def test_completed_points_are_skipped_unless_forced(pipeline):
     runs = complete_all(pipeline.root)
     result = pipeline("dataset=synthetic")
     assert result.returncode == 0, output(result)
-    assert [action for action, _, _ in steps(result.stdout)] == ["skip"] * 8
-    assert "pipeline: 0 completed, 8 skipped, 0 failed, 0 not run" in result.stdout
+    assert [action for action, _, _ in steps(result.stdout)] == ["skip"] * 10
+    assert "pipeline: 0 completed, 10 skipped, 0 failed, 0 not run" in result.stdout
     assert run_dirs(pipeline.root) == set(runs)
 
     forced = pipeline("dataset=synthetic", "--force", "--dry-run")
-    assert [action for action, _, _ in steps(forced.stdout)] == ["run"] * 8
+    assert [action for action, _, _ in steps(forced.stdout)] == ["run"] * 10
 
     # Only a point without a completed run is run again.
     student_gat = next(r for r in runs if "/classifier/gat/student/" in str(r))
@@ -93,11 +94,11 @@ def test_a_typo_fails_before_anything_runs(typo, message, pipeline):
 
 @pytest.mark.slow
 def test_a_whole_pipeline_runs_locally_then_skips_what_is_done(pipeline):
-    """All eight points (teachers, distilled tiny students, fusion) for one smoke epoch each."""
+    """All ten points (baselines, teachers, distilled tiny students, fusion), one smoke epoch each."""
     args = ("dataset=synthetic", "size=tiny", "trainer=smoke", "tracking.enabled=false")
     result = pipeline(*args, timeout=1200)
     assert result.returncode == 0, output(result)
-    assert "pipeline: 8 completed, 0 skipped, 0 failed, 0 not run" in result.stdout
+    assert "pipeline: 10 completed, 0 skipped, 0 failed, 0 not run" in result.stdout
     points = pipeline_points("synthetic", sizes=("tiny",))
     runs = {}
     for point in points:
@@ -107,9 +108,9 @@ def test_a_whole_pipeline_runs_locally_then_skips_what_is_done(pipeline):
         assert status["status"] == "completed"
         assert status["dependencies"] == {need.role: str(runs[need.point].resolve())
                                           for need in dependencies(point)}
-    assert len(list((pipeline.root / ".pipelines").glob("*/*.log"))) == 8
+    assert len(list((pipeline.root / ".pipelines").glob("*/*.log"))) == 10
 
     again = pipeline(*args)
     assert again.returncode == 0, output(again)
-    assert "pipeline: 0 completed, 8 skipped" in again.stdout
+    assert "pipeline: 0 completed, 10 skipped" in again.stdout
     assert run_dirs(pipeline.root) == set(runs.values())

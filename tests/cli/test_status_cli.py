@@ -27,6 +27,8 @@ STUDENT_VGAE = "hcrl_sa/unsupervised/vgae/student/standard/normals_only"
 STUDENT_GAT = "hcrl_sa/classifier/gat/student/standard/all_samples"
 FUSION_TEACHER = "hcrl_sa/fusion/dqn/teacher/no/all_samples"
 FUSION_STUDENT = "hcrl_sa/fusion/dqn/student/standard/all_samples"
+MAJORITY = "hcrl_sa/baseline/majority/teacher/no/all_samples"
+WINDOW_STATS = "hcrl_sa/baseline/window_stats/teacher/no/all_samples"
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +40,7 @@ def isolated_runs_root(monkeypatch, tmp_path):
 def test_pipeline_points_of_a_dataset_in_dependency_order():
     points = pipeline_points("hcrl_sa")
     assert [p.path.removeprefix("automotive/") for p in points] == [
-        TEACHER_VGAE, TEACHER_GAT, STUDENT_VGAE, STUDENT_GAT, FUSION_TEACHER,
+        MAJORITY, WINDOW_STATS, TEACHER_VGAE, TEACHER_GAT, STUDENT_VGAE, STUDENT_GAT, FUSION_TEACHER,
         "hcrl_sa/fusion/mlp/teacher/no/all_samples", FUSION_STUDENT,
         "hcrl_sa/fusion/mlp/student/standard/all_samples"]
     for index, p in enumerate(points):
@@ -106,12 +108,17 @@ def test_status_of_a_partial_pipeline(kdgat, tmp_path):
     corrupt = fake_run(root, FUSION_TEACHER, 1)
     (corrupt / "status.json").write_text("{not json")
     other = fake_run(root, "hcrl_sa/classifier/gat/tiny/no/curriculum", 3, f1=0.5, auroc=0.55)
+    fake_run(root, MAJORITY, 1, f1=0.0, auroc=0.5)
+    baseline = fake_run(root, WINDOW_STATS, 1, f1=0.42, auroc=0.81)
     result = kdgat("status")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert out.splitlines()[0] == ("== automotive/hcrl_sa: pipeline 2/8 done (2 done, 1 failed, 1 preempted, "
-                                   "1 unreadable, 3 missing)")
+    # The baselines are pipeline points, listed first (they need nothing).
+    assert out.splitlines()[0] == ("== automotive/hcrl_sa: pipeline 4/10 done (4 done, 1 failed, "
+                                   "1 preempted, 1 unreadable, 3 missing)")
+    assert out.splitlines()[3].split()[:2] == ["baseline_majority_teacher_no_all_samples", "done"]
     rows = rows_of(out)
+    assert rows["baseline_window_stats_teacher_no_all_samples"][1:6] == ["done", "1", "0.4200", "0.8100", str(baseline)]
     assert rows["unsupervised_vgae_teacher_no_normals_only"][1:6] == ["done", "1", "0.6100", "0.7200", str(teacher)]
     gat = rows["classifier_gat_teacher_no_all_samples"]
     assert gat[1:5] == ["done", "2", "0.9100", "0.9700"] and gat[5].endswith("run_001")

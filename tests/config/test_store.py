@@ -35,6 +35,11 @@ def _compose_and_instantiate(composer, points) -> dict:
         key = (point.model, point.size, point.learning_type, point.distillation)
         if key in built:  # the module differs only by these; instantiate each kind once
             continue
+        if point.learning_type == "baseline":  # an estimator, fit later: nothing to count yet
+            module = instantiate(cfg.module, network=network)
+            assert module.network.kind == point.model
+            built[key] = 0
+            continue
         dims = {"state_dim": 15} if point.learning_type == "fusion" else DIMS
         if point.learning_type == "fusion":
             module = instantiate(cfg.module, network=network)
@@ -50,13 +55,13 @@ def test_every_point_of_a_dataset_and_one_of_every_dataset(composer):
     points = all_points({"dataset": "synthetic"})
     points += [all_points({"dataset": d})[0] for d in ("hcrl_ch", "hcrl_sa", "set_01", "set_02", "set_03", "set_04")]
     built = _compose_and_instantiate(composer, points)
-    # module kinds = (model, size, distillation): vgae 11 + gat 11 + dqn 8 + mlp 8
-    assert len(points) == 66 and len(built) == 38
+    # module kinds = (model, size, distillation): vgae 11 + gat 11 + dqn 8 + mlp 8 + 2 baselines
+    assert len(points) == 68 and len(built) == 40
 
 
 @pytest.mark.slow
 def test_every_grid_point_composes_and_instantiates(composer):
-    assert len(_compose_and_instantiate(composer, all_points())) == 38
+    assert len(_compose_and_instantiate(composer, all_points())) == 40
 
 
 def test_grid_groups_drive_the_stage(composer):
@@ -77,6 +82,9 @@ def test_grid_groups_drive_the_stage(composer):
     (("model=gat", "size=teacher", "distillation=standard"), "distillation", "no"),
     (("model=dqn", "size=student", "distillation=topology_preserving"), "distillation", "no, standard"),
     (("model=gat", "size=huge", "distillation=standard"), "distillation", "no"),
+    (("model=window_stats",), "size", "teacher"),
+    (("model=majority", "size=student"), "size", "teacher"),
+    (("model=window_stats", "size=teacher", "mode=normals_only"), "mode", "all_samples"),
 ])
 def test_invalid_combination_names_the_valid_values(composer, overrides, dimension, valid):
     cfg = composer(*overrides)
@@ -102,10 +110,13 @@ def test_bad_setting_value_is_refused_before_any_run(composer):
 
 def test_grid_count_and_names():
     points = all_points()
-    assert len(points) == 420 == len({p.name for p in points})
+    assert len(points) == 434 == len({p.name for p in points})
     for point in points:
         assert point.validate() is point
-    assert len(all_points({"dataset": "hcrl_sa"})) == 60
+    assert len(all_points({"dataset": "hcrl_sa"})) == 62
+    assert [p.name for p in all_points({"dataset": "hcrl_sa", "learning_type": "baseline"})] == [
+        "automotive_hcrl_sa_baseline_majority_teacher_no_all_samples",
+        "automotive_hcrl_sa_baseline_window_stats_teacher_no_all_samples"]
 
 
 def test_store_and_entry_point_import_no_heavy_packages():

@@ -30,7 +30,7 @@ def test_pipeline_is_submitted_as_afterok_chain_and_completes(slurm_cluster, tmp
     assert proc.returncode == 0, proc.stdout + proc.stderr
     path, manifest = latest_manifest(runs)
     jobs = {j["name"].split("_", 2)[2]: j for j in manifest["jobs"]}
-    assert len(jobs) == 4
+    assert len(jobs) == 6  # 2 baselines, VGAE, GAT, DQN, MLP
     vgae = jobs["unsupervised_vgae_teacher_no_normals_only"]["job_id"]
     gat = jobs["classifier_gat_teacher_no_all_samples"]["job_id"]
     for fusion in ("fusion_dqn_teacher_no_all_samples", "fusion_mlp_teacher_no_all_samples"):
@@ -39,7 +39,8 @@ def test_pipeline_is_submitted_as_afterok_chain_and_completes(slurm_cluster, tmp
         dependency = slurm_cluster.scontrol_job(job["job_id"]).get("Dependency", "")
         # Slurm's own record of the chain (may already read "(unfulfilled)" or be resolved "(null)")
         assert dependency.startswith(f"afterok:{vgae}") or dependency == "(null)", dependency
-    for root in (vgae, gat):
+    baselines = [jobs[f"baseline_{m}_teacher_no_all_samples"]["job_id"] for m in ("majority", "window_stats")]
+    for root in (vgae, gat, *baselines):
         assert slurm_cluster.scontrol_job(root).get("Dependency") in ("(null)", None)
 
     ids = [j["job_id"] for j in manifest["jobs"]]
@@ -48,7 +49,7 @@ def test_pipeline_is_submitted_as_afterok_chain_and_completes(slurm_cluster, tmp
         assert row["State"] == "COMPLETED", (row, Path(jobs_by_id(manifest)[job_id]["stderr"]).read_text()[-2000:])
 
     status = kdgat(slurm_cluster, tmp_path, "status", "--runs-root", str(runs), "--jobs", str(path))
-    assert status.returncode == 0 and "4 completed" in status.stdout, status.stdout
+    assert status.returncode == 0 and "6 completed" in status.stdout, status.stdout
     # The fusion run used the teachers of this submission.
     fusion_run = next(Path(jobs["fusion_dqn_teacher_no_all_samples"]["point_dir"]).glob("run_*"))
     deps = json.loads((fusion_run / "status.json").read_text())["dependencies"]
@@ -58,7 +59,7 @@ def test_pipeline_is_submitted_as_afterok_chain_and_completes(slurm_cluster, tmp
     again = kdgat(slurm_cluster, tmp_path, "pipeline", "dataset=synthetic", "cluster=dev", "size=teacher",
                   f"runs_root={runs}", *TINY)
     assert again.returncode == 0 and "nothing to submit" in again.stdout, again.stdout + again.stderr
-    assert again.stdout.count("[skip]") == 4
+    assert again.stdout.count("[skip]") == 6
 
 
 def jobs_by_id(manifest):
@@ -78,6 +79,10 @@ def test_failed_upstream_cancels_dependents_and_rerun_submits_only_missing(slurm
     for job in roots:
         (row,) = slurm_cluster.wait_sacct(job["job_id"], timeout=120)
         assert row["State"] == "FAILED", row
+    for model in ("majority", "window_stats"):  # no Trainer in a baseline: it completes
+        (row,) = slurm_cluster.wait_sacct(by_name[f"baseline_{model}_teacher_no_all_samples"]["job_id"],
+                                          timeout=120)
+        assert row["State"] == "COMPLETED", row
     for job in fusions:  # --kill-on-invalid-dep=yes: cancelled by Slurm, never started
         (row,) = slurm_cluster.wait_sacct(job["job_id"], timeout=60)
         assert row["State"].startswith("CANCELLED"), row
@@ -95,7 +100,7 @@ def test_failed_upstream_cancels_dependents_and_rerun_submits_only_missing(slurm
         assert rows[name]["state"] == "NOT_RUN"
         assert "not run: needs" in rows[name]["note"] and "(failed)" in rows[name]["note"]
 
-    # Fixed and re-run: all four missing points are submitted again (none completed); dry run only.
+    # Fixed and re-run: the four missing points are submitted again (the baselines completed).
     again = kdgat(slurm_cluster, tmp_path, "pipeline", "dataset=synthetic", "cluster=dev", "size=teacher",
                   f"runs_root={runs}", *TINY, "--dry-run")
     assert again.returncode == 0 and again.stdout.count("#!/bin/bash") == 4, again.stdout

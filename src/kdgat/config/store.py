@@ -8,8 +8,12 @@ torch, Lightning, PyG or MLflow.
 Groups and what they set (``_global_`` options write the grid dimension plus the parts they drive):
 
 - ``dataset``: ``grid.dataset`` and ``grid.modality``;
-- ``model``: ``grid.model``, ``grid.learning_type`` and the ``module`` (the Lightning stage);
-- ``size``: ``grid.size``; with ``model`` it selects ``network`` (``{model}_{size}``);
+- ``model``: ``grid.model``, ``grid.learning_type`` and the ``module`` (the Lightning stage, or
+  for a baseline the one-pass fit of :mod:`kdgat.training.baseline`; ``majority`` also selects
+  ``threshold_rule=fixed``, see :class:`kdgat.models.baselines.MajorityBaseline`);
+- ``size``: ``grid.size``; with ``model`` it selects ``network`` (``{model}_{size}``; a baseline's
+  estimator, from :mod:`kdgat.models.baselines`, is the same under every size name, so that a
+  wrong size reaches the grid check, which names the one valid size);
 - ``distillation``: ``grid.distillation`` and ``module.distillation.kind``;
 - ``mode``: ``grid.mode`` and the training windows (``normals_only``) or the curriculum;
 - ``optimizer``, ``scheduler``: ``module.optimizer`` / ``module.scheduler``;
@@ -28,6 +32,7 @@ from hydra_zen import builds, make_config, store
 from kdgat.data.datasets import MODALITIES
 from kdgat.data.settings import DataSettings
 from kdgat.grid import LEARNING_TYPES, SIZES
+from kdgat.models.baselines import BASELINE_BUILDERS
 from kdgat.models.builders import BUILDERS
 from kdgat.tracking import TrackingSettings
 from kdgat.models.builders import SIZES as MODEL_SIZES
@@ -40,7 +45,11 @@ STAGE_TARGETS = {
     "unsupervised": "kdgat.training.unsupervised.UnsupervisedModule",
     "classifier": "kdgat.training.classifier.ClassifierModule",
     "fusion": "kdgat.training.fusion.FusionModule",
+    "baseline": "kdgat.training.baseline.BaselineModule",
 }
+# A constant score leaves a validation-fit threshold nothing to choose: at 0.5 the majority
+# baseline predicts the training majority class (threshold_rule=f1 turns it into "always attack").
+MODEL_SETTINGS = {"majority": {"threshold_rule": "fixed"}}
 
 
 def targeting(settings: type, target: str, **defaults) -> type:
@@ -117,8 +126,8 @@ def _register() -> None:
     for learning_type, models in LEARNING_TYPES.items():
         for model in models:
             store({"grid": {"learning_type": learning_type, "model": model},
-                   "module": stage_conf(learning_type, model)}, group="model", name=model,
-                  package="_global_")
+                   "module": stage_conf(learning_type, model), **MODEL_SETTINGS.get(model, {})},
+                  group="model", name=model, package="_global_")
     for size in SIZES:
         store({"grid": {"size": size}}, group="size", name=size, package="_global_")
     for model, builder in BUILDERS.items():
@@ -126,6 +135,9 @@ def _register() -> None:
             store(builds(builder, populate_full_signature=True, zen_partial=True,
                          zen_exclude=DATA_DIMS, **numbers),
                   group="network", name=f"{model}_{size}")
+    for model, builder in BASELINE_BUILDERS.items():
+        for size in SIZES:
+            store(builds(builder, populate_full_signature=True), group="network", name=f"{model}_{size}")
     for kind in ("no", "standard", "topology_preserving"):
         store({"grid": {"distillation": kind}, "module": {"distillation": {"kind": kind}}},
               group="distillation", name=kind, package="_global_")

@@ -12,8 +12,73 @@ from kdgat.data.batch import CANIdVocabulary, GraphBatch, GraphStore
 from kdgat.data.cache import GraphCache, load_or_build
 from kdgat.data.datasets import cache_root, dataset_folder
 from kdgat.data.layout import discover
-from kdgat.data.prepare import PrepareParams
+from kdgat.data.prepare import TRAIN, VAL, PrepareParams
 from kdgat.data.settings import DataSettings
+
+
+class OneClassValidation(ValueError):
+    """Validation lacks benign or attack windows, so a threshold rule fit on it cannot work."""
+
+
+def validation_classes(cache: GraphCache) -> list[dict]:
+    """Per training file: its validation windows by class, and the smallest ``val_fraction`` that
+    would move its last training attack window into validation (``None``: no attacks; ``> 1``:
+    no ``val_fraction`` can).
+
+    Reads the ``split``, ``file_index``, ``y`` and ``start_frame`` arrays only (one int per graph).
+    """
+    split, file_index = np.asarray(cache["split"]), np.asarray(cache["file_index"])
+    y, start = np.asarray(cache["y"]).astype(bool), np.asarray(cache["start_frame"])
+    window = cache.meta["params"]["window"]
+    rows = []
+    for index, file in enumerate(cache.meta["files"]):
+        if file["split"] != "train":
+            continue
+        mine = file_index == index
+        val, train_attacks = mine & (split == VAL), mine & (split == TRAIN) & y
+        needed = None
+        if train_attacks.any():  # validation starts at cut + window, cut = rows * (1 - val_fraction)
+            needed = 1.0 - (int(start[train_attacks].max()) - window) / file["rows"]
+        rows.append({"file": file["relpath"], "benign": int((val & ~y).sum()),
+                     "attack": int((val & y).sum()), "val_fraction_needed": needed})
+    return rows
+
+
+def check_validation(cache: GraphCache, threshold_rule: str, dataset: str = "") -> None:
+    """Refuse a validation split without both classes when ``threshold_rule`` fits on its labels.
+
+    Raises:
+        OneClassValidation: naming the split's counts, every training file's validation windows
+            by class, and the options (``threshold_rule=fixed``, a larger ``val_fraction``).
+    """
+    from kdgat.evaluation.thresholds import RULES_NEEDING_BOTH_CLASSES, one_class_options
+
+    if threshold_rule not in RULES_NEEDING_BOTH_CLASSES:
+        return
+    total = cache.meta["graphs_per_split"]["val"]
+    attacks = cache.meta["attacks_per_split"]["val"]
+    if 0 < attacks < total:
+        return
+    missing = "attack" if attacks == 0 else "benign"
+    files = validation_classes(cache)
+    lines = "\n".join(f"  {f['file']}: {f['benign']} benign, {f['attack']} attack" for f in files)
+    needed = [f["val_fraction_needed"] for f in files if f["val_fraction_needed"] is not None]
+    reachable = [v for v in needed if v < 1.0]
+    fraction = cache.meta["params"]["val_fraction"]
+    if missing == "attack" and reachable:
+        advice = (f"datamodule.val_fraction={min(reachable) + 0.01:.2f} or more (now {fraction}) "
+                  "would put attack windows of the training files into validation")
+    elif missing == "attack":
+        advice = f"no val_fraction puts attack windows into validation (now {fraction})"
+    else:
+        advice = f"validation holds only attack windows (val_fraction {fraction})"
+    where = f"dataset {dataset!r}: " if dataset else ""
+    raise OneClassValidation(
+        f"{where}threshold_rule={threshold_rule} fits the threshold on validation windows of both "
+        f"classes, but validation (the last {fraction:g} of each training file, "
+        f"{cache.meta['root']}) has {total} windows, {attacks} attack: no {missing} windows.\n"
+        f"Validation windows per training file:\n{lines}\n{advice}.\n"
+        f"Options: {one_class_options()}")
 
 
 class BatchSampler(Sampler):
@@ -128,6 +193,17 @@ class CANGraphDataModule(L.LightningDataModule):
         cache_dir = cache_root(self.cache_dir)
         folder = dataset_folder(self.dataset, self.data_root, cache_dir, synth_scale=self.synth_scale)
         self._cache_folder = load_or_build(discover(folder), self.params, cache_dir, self.dataset).folder
+
+    def check_validation(self, threshold_rule: str) -> None:
+        """Prepare (or load) the cache and refuse a validation ``threshold_rule`` cannot fit on
+        (:func:`check_validation`); a rule that fits nothing reads no data."""
+        from kdgat.evaluation.thresholds import RULES_NEEDING_BOTH_CLASSES
+
+        if threshold_rule not in RULES_NEEDING_BOTH_CLASSES:
+            return
+        if self._cache_folder is None:
+            self.prepare_data()
+        check_validation(GraphCache(self._cache_folder), threshold_rule, self.dataset)
 
     def setup(self, stage: str | None = None) -> None:
         if self.store is not None:

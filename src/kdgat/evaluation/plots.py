@@ -138,6 +138,76 @@ def plot_confusion_matrix(
     return _save(figure, path)
 
 
+def plot_estimates(panels: dict[str, list[tuple]], path, *, xlabel: str, title: str,
+                   colors: list[str] | None = None, centre: float | None = None,
+                   xlim: tuple[float, float] | None = None, legend: dict[str, str] | None = None) -> Path:
+    """Means with their 95 % confidence intervals as error bars, one panel per column.
+
+    Each panel (a test scenario, or ``pooled``) draws one row per label: a horizontal bar from 0
+    to the mean, or, with ``centre``, a point with a vertical reference line at ``centre`` (a
+    forest plot of differences). The interval is drawn where one exists (``n >= 2``); the value
+    and ``n`` are written beside it. A row whose mean is undefined is named ``n/a``.
+
+    Args:
+        panels (dict): Panel title -> ``[(label, mean, ci_low, ci_high, n), ...]``, the same
+            labels in the same order in every panel; ``None`` where undefined.
+        path: The PNG to write.
+        xlabel (str): What the values are (e.g. ``"test f1"``).
+        title (str): Figure title.
+        colors (list[str], optional): One colour per row. (default: all ``"tab:blue"``)
+        centre (float, optional): Draw points around a reference line here instead of bars.
+        xlim (tuple, optional): Common x range. (default: matplotlib's choice)
+        legend (dict, optional): Name -> colour, drawn as a legend (what the colours mean).
+    """
+    if not panels or not any(panels.values()):
+        raise ValueError("plot_estimates needs at least one panel with one row")
+    labels = [row[0] for row in next(iter(panels.values()))]
+    colors = colors or ["tab:blue"] * len(labels)
+    columns = min(4, len(panels))
+    lines = -(-len(panels) // columns)
+    figure = _figure(figsize=(1.0 + 2.8 * columns + 0.06 * max(map(len, labels)),
+                              0.6 + lines * (0.9 + 0.32 * len(labels))))
+    grid = figure.subplots(lines, columns, squeeze=False, sharey=True)
+    positions = np.arange(len(labels))
+    for axes, (panel, rows) in zip(grid.flat, panels.items()):
+        means = np.array([np.nan if row[1] is None else row[1] for row in rows], dtype=np.float64)
+        lows = np.array([np.nan if row[2] is None else row[2] for row in rows], dtype=np.float64)
+        highs = np.array([np.nan if row[3] is None else row[3] for row in rows], dtype=np.float64)
+        # Error bars are distances from the mean; a single run (no interval) gets none.
+        errors = np.nan_to_num(np.vstack([means - lows, highs - means]), nan=0.0)
+        if centre is None:
+            axes.barh(positions, np.nan_to_num(means), xerr=errors, color=colors, capsize=3,
+                      error_kw={"elinewidth": 1})
+        else:
+            axes.axvline(centre, color="grey", linewidth=1, linestyle=":")
+            axes.errorbar(means, positions, xerr=errors, fmt="none", ecolor="black", capsize=3,
+                          elinewidth=1)
+            axes.scatter(means, positions, c=colors, zorder=3)
+        if xlim is not None:
+            axes.set_xlim(*xlim)
+        # Values are written at the mean, inside the panel (an interval may run past its edge).
+        low_edge, high_edge = axes.get_xlim()
+        for position, mean, row in zip(positions, means, rows):
+            where = 0.0 if np.isnan(mean) else float(np.clip(mean, low_edge, high_edge))
+            text = " n/a" if np.isnan(mean) else f" {mean:.3f} (n={row[4]})"
+            axes.text(where, position - 0.3, text, va="center", fontsize="x-small", clip_on=True)
+        axes.set(title=panel, xlabel=xlabel)
+        axes.grid(axis="x", alpha=0.3)
+    for axes in list(grid.flat)[len(panels):]:
+        axes.set_visible(False)
+    grid[0, 0].set_yticks(list(positions), labels)
+    grid[0, 0].set_ylim(len(labels) - 0.5, -0.75)  # first row on top, room above it for its value
+    if legend:
+        from matplotlib.patches import Patch
+
+        figure.legend(handles=[Patch(color=color, label=name) for name, color in legend.items()],
+                      fontsize="small", loc="outside right upper")
+    for axes in grid[:, 0]:
+        axes.tick_params(axis="y", labelsize="small")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
 def _figure(figsize: tuple[float, float]):
     from matplotlib.figure import Figure
 

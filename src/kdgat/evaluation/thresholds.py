@@ -16,6 +16,17 @@ import numpy as np
 
 ThresholdRule = Literal["f1", "youden", "fixed"]
 THRESHOLD_RULES: tuple[str, ...] = ("f1", "youden", "fixed")
+# Rules that fit the threshold to validation labels: they need benign and attack windows there.
+RULES_NEEDING_BOTH_CLASSES: tuple[str, ...] = ("f1", "youden")
+FIXED_THRESHOLD = 0.5  # what rule="fixed" returns unless given another value
+
+
+def one_class_options() -> str:
+    """The ways out of a validation split with one class, naming keys ``kdgat-train`` accepts."""
+    return (f"threshold_rule=fixed (decides attack at score >= {FIXED_THRESHOLD}, fitting nothing "
+            "on validation); a larger datamodule.val_fraction=... (default 0.2), so that the "
+            "validation block at the end of each training file reaches its attacks; or a "
+            "validation that holds out whole attack recordings (grouped, leave-one-group-out validation: not implemented yet)")
 
 
 def check_labels_scores(labels, scores, what: str = "scores") -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +78,7 @@ def choose_threshold(
     val_scores,
     val_labels,
     rule: ThresholdRule = "f1",
-    fixed: float = 0.5,
+    fixed: float = FIXED_THRESHOLD,
 ) -> float:
     r"""Choose the decision threshold on **validation** windows.
 
@@ -98,8 +109,8 @@ def choose_threshold(
         missing = "attack" if positives == 0 else "benign"
         raise ValueError(
             f"threshold rule {rule!r} needs validation windows of both classes, but validation has "
-            f"no {missing} windows ({len(labels)} windows); use rule='fixed' (with fixed=...) or a "
-            f"validation split that contains both classes"
+            f"no {missing} windows ({len(labels)} windows); choose_threshold(rule='fixed', "
+            f"fixed=VALUE) needs none. In kdgat-train: {one_class_options()}"
         )
 
     unique_scores, inverse = np.unique(scores, return_inverse=True)

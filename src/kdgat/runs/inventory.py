@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdgat.data.datasets import MODALITIES
-from kdgat.grid import (DISTILLABLE_SIZES, FUSION_INPUT_MODES, SIZES, GridPoint, all_points,
-                        dependencies)
+from kdgat.grid import (BASELINE_MODELS, BASELINE_SIZE, DISTILLABLE_SIZES, FUSION_INPUT_MODES, SIZES,
+                        GridPoint, all_points, dependencies)
 from kdgat.runs.rundir import RUN_PREFIX, STATUSES, host_identity
 
 UNREADABLE = "unreadable"
@@ -38,11 +38,12 @@ def pipeline_points(dataset: str, sizes=("teacher", "student"), modality: str = 
                     distillation: str = "standard") -> list[GridPoint]:
     """The grid points of the KD-GAT pipeline of one dataset, each after everything it needs.
 
-    For every size: a VGAE trained on normal windows only and a GAT classifier on all samples
-    (sizes below ``teacher`` distilled from the teacher with ``distillation``), then the fusion
-    agents that combine them (``dqn`` and the ``mlp`` baseline). Points a listed one depends on
-    are included even when their size is not in ``sizes`` (a student needs its teacher), so the
-    list can be run top to bottom.
+    First the baselines (``majority`` and ``window_stats``: they need nothing, and every report
+    shows them beside the models), then for every size: a VGAE trained on normal windows only and
+    a GAT classifier on all samples (sizes below ``teacher`` distilled from the teacher with
+    ``distillation``), then the fusion agents that combine them (``dqn`` and the ``mlp``
+    baseline). Points a listed one depends on are included even when their size is not in
+    ``sizes`` (a student needs its teacher), so the list can be run top to bottom.
 
     Args:
         dataset (str): A dataset of ``modality``.
@@ -59,7 +60,8 @@ def pipeline_points(dataset: str, sizes=("teacher", "student"), modality: str = 
         GridPoint(modality, dataset, "classifier", "gat", unknown[0], "no", "all_samples").validate()
     # Teachers first: every distilled point needs them.
     ordered_sizes = sorted(dict.fromkeys(sizes), key=lambda s: (s != "teacher", SIZES.index(s)))
-    wanted = []
+    wanted = [GridPoint(modality, dataset, "baseline", model, BASELINE_SIZE, "no", "all_samples")
+              for model in BASELINE_MODELS]
     for size in ordered_sizes:
         distilled = size in DISTILLABLE_SIZES
         for learning_type, model in (("unsupervised", "vgae"), ("classifier", "gat")):

@@ -71,6 +71,10 @@ def _learning_curves(run_dir: Path) -> dict[str, list]:
 
 
 def run_stage(cfg, point: GridPoint, run_dir: Path, needs: dict[str, Path]) -> dict:
+    if point.learning_type == "baseline":  # one-pass fit, no Lightning loop
+        from kdgat.training.baseline import run_baseline_stage
+
+        return run_baseline_stage(cfg, point, run_dir)
     import lightning as L
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
