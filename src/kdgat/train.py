@@ -8,6 +8,7 @@ Nothing heavy is imported at module level: ``--help``, ``--cfg job`` and composi
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import traceback
@@ -82,6 +83,25 @@ def validate_settings(cfg) -> None:
     if cfg.threshold_rule not in THRESHOLD_RULES:
         raise ValueError(f"threshold_rule={cfg.threshold_rule!r} is not valid; choose one of: "
                          f"{', '.join(THRESHOLD_RULES)}")
+    fixed = threshold_fixed(cfg)
+    if isinstance(fixed, bool) or not isinstance(fixed, (int, float)) or not math.isfinite(fixed):
+        raise ValueError(f"threshold_fixed={fixed!r} is not valid: use a finite number on the "
+                         "model's score scale (the threshold of threshold_rule=fixed)")
+    from kdgat.training.monitors import check_monitor
+
+    # ``monitor`` sets ``module.monitor``; an old saved config may carry only the latter.
+    if OmegaConf.select(cfg, "monitor") is not None:
+        check_monitor(cfg.monitor)
+    check_monitor(OmegaConf.select(cfg, "module.monitor"), key="module.monitor")
+
+
+def threshold_fixed(cfg) -> float:
+    """The config's ``threshold_fixed`` (configs saved before the key existed: the old 0.5)."""
+    from omegaconf import OmegaConf
+
+    from kdgat.evaluation.thresholds import FIXED_THRESHOLD
+
+    return OmegaConf.select(cfg, "threshold_fixed", default=FIXED_THRESHOLD)
 
 
 def prepare_run(cfg, overrides: list[str] | None = None) -> tuple[GridPoint, Path, dict[str, Path]]:
@@ -92,6 +112,8 @@ def prepare_run(cfg, overrides: list[str] | None = None) -> tuple[GridPoint, Pat
 
     point = grid_point(cfg)
     validate_settings(cfg)
+    # A config saved before threshold_fixed existed ran with 0.5: say so in the new run's config.
+    OmegaConf.update(cfg, "threshold_fixed", threshold_fixed(cfg), force_add=True)
     check_targets(cfg, where="the composed config", allow=cfg.allow_targets)
     # Absolute, so the saved config means the same thing from any working directory.
     cfg.runs_root = str(Path(cfg.runs_root).resolve())
@@ -126,7 +148,15 @@ def prepare_run(cfg, overrides: list[str] | None = None) -> tuple[GridPoint, Pat
     for role, run in needs.items():
         OmegaConf.update(cfg, PIN_KEYS[role], str(run.resolve()), force_add=True)
     from hydra.utils import instantiate  # a validation the threshold rule cannot fit is refused now
-    instantiate(cfg.datamodule).check_validation(cfg.threshold_rule)
+    datamodule = instantiate(cfg.datamodule)
+    datamodule.check_validation(cfg.threshold_rule)
+    if point.learning_type != "baseline":  # a baseline has no epochs to monitor
+        from kdgat.training.monitors import check_validation_classes
+
+        check_validation_classes(cfg.module.monitor, datamodule)  # label monitors: both classes
+    if datamodule.params.validation != "block" and cfg.datamodule.holdout is None:
+        # the dataset's default holdout, written down: the saved config names the fold it ran
+        OmegaConf.update(cfg, "datamodule.holdout", datamodule.validation_plan().holdout)
     run_dir = allocate(runs_root / point.path)
     requeue.record(runs_root / point.path, run_dir)
     cfg.run_dir = str(run_dir.resolve())

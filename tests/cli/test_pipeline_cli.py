@@ -50,12 +50,24 @@ def test_dry_run_lists_points_in_dependency_order_and_runs_nothing(pipeline):
     planned = steps(result.stdout)
     expected = pipeline_points("synthetic")
     assert [name for _, name, _ in planned] == [p.name for p in expected]
-    # 2 baselines + teacher and student VGAE and GAT + teacher and student DQN and MLP
-    assert len(planned) == 10 and {action for action, _, _ in planned} == {"run"}
+    # 2 baselines + teacher VGAE and GAT + student VGAE and GAT, distilled and not + teacher DQN
+    # and MLP + student DQN and MLP, distilled and not
+    assert len(planned) == 14 and {action for action, _, _ in planned} == {"run"}
     for index, (_, name, needs) in enumerate(planned):
         assert needs == [need.point.name for need in dependencies(expected[index])]
         assert set(needs) <= {n for _, n, _ in planned[:index]}, f"{name} is planned before a need"
         assert f"experiment={name} runs_root={pipeline.root}" in result.stdout
+    # Every distilled student runs beside its un-distilled control, which needs no teacher.
+    by_name = {name: needs for _, name, needs in planned}
+    prefix = "automotive_synthetic_"
+    for model in ("unsupervised_vgae", "classifier_gat"):
+        mode = "normals_only" if model.endswith("vgae") else "all_samples"
+        assert f"{prefix}{model}_student_standard_{mode}" in by_name
+        assert by_name[f"{prefix}{model}_student_no_{mode}"] == []
+    for model in ("dqn", "mlp"):
+        assert by_name[f"{prefix}fusion_{model}_student_no_all_samples"] == [
+            f"{prefix}unsupervised_vgae_student_no_normals_only",
+            f"{prefix}classifier_gat_student_no_all_samples"]
     assert not pipeline.root.exists()  # no run dir, no logs
 
 
@@ -63,12 +75,12 @@ def test_completed_points_are_skipped_unless_forced(pipeline):
     runs = complete_all(pipeline.root)
     result = pipeline("dataset=synthetic")
     assert result.returncode == 0, output(result)
-    assert [action for action, _, _ in steps(result.stdout)] == ["skip"] * 10
-    assert "pipeline: 0 completed, 10 skipped, 0 failed, 0 not run" in result.stdout
+    assert [action for action, _, _ in steps(result.stdout)] == ["skip"] * 14
+    assert "pipeline: 0 completed, 14 skipped, 0 failed, 0 not run" in result.stdout
     assert run_dirs(pipeline.root) == set(runs)
 
     forced = pipeline("dataset=synthetic", "--force", "--dry-run")
-    assert [action for action, _, _ in steps(forced.stdout)] == ["run"] * 10
+    assert [action for action, _, _ in steps(forced.stdout)] == ["run"] * 14
 
     # Only a point without a completed run is run again.
     student_gat = next(r for r in runs if "/classifier/gat/student/" in str(r))
@@ -83,6 +95,7 @@ def test_completed_points_are_skipped_unless_forced(pipeline):
     ("trainr.max_epochs=1", "did you mean 'trainer'?"),
     ("trainer.max_epoch=1", "Key 'max_epoch' not in"),
     ("size=giant", "valid size values here"),
+    ("monitor=val/acc", "monitor='val/acc' is not valid; choose one of: val/loss, val/auroc"),
 ])
 def test_a_typo_fails_before_anything_runs(typo, message, pipeline):
     result = pipeline("dataset=synthetic", "trainer=smoke", typo)
@@ -94,11 +107,12 @@ def test_a_typo_fails_before_anything_runs(typo, message, pipeline):
 
 @pytest.mark.slow
 def test_a_whole_pipeline_runs_locally_then_skips_what_is_done(pipeline):
-    """All ten points (baselines, teachers, distilled tiny students, fusion), one smoke epoch each."""
+    """All 14 points (baselines, teachers, tiny students distilled and not, fusion), one smoke
+    epoch each."""
     args = ("dataset=synthetic", "size=tiny", "trainer=smoke", "tracking.enabled=false")
     result = pipeline(*args, timeout=1200)
     assert result.returncode == 0, output(result)
-    assert "pipeline: 10 completed, 0 skipped, 0 failed, 0 not run" in result.stdout
+    assert "pipeline: 14 completed, 0 skipped, 0 failed, 0 not run" in result.stdout
     points = pipeline_points("synthetic", sizes=("tiny",))
     runs = {}
     for point in points:
@@ -108,9 +122,9 @@ def test_a_whole_pipeline_runs_locally_then_skips_what_is_done(pipeline):
         assert status["status"] == "completed"
         assert status["dependencies"] == {need.role: str(runs[need.point].resolve())
                                           for need in dependencies(point)}
-    assert len(list((pipeline.root / ".pipelines").glob("*/*.log"))) == 10
+    assert len(list((pipeline.root / ".pipelines").glob("*/*.log"))) == 14
 
     again = pipeline(*args)
     assert again.returncode == 0, output(again)
-    assert "pipeline: 0 completed, 10 skipped" in again.stdout
+    assert "pipeline: 0 completed, 14 skipped" in again.stdout
     assert run_dirs(pipeline.root) == set(runs.values())

@@ -40,12 +40,35 @@ def isolated_runs_root(monkeypatch, tmp_path):
 def test_pipeline_points_of_a_dataset_in_dependency_order():
     points = pipeline_points("hcrl_sa")
     assert [p.path.removeprefix("automotive/") for p in points] == [
-        MAJORITY, WINDOW_STATS, TEACHER_VGAE, TEACHER_GAT, STUDENT_VGAE, STUDENT_GAT, FUSION_TEACHER,
+        MAJORITY, WINDOW_STATS, TEACHER_VGAE, TEACHER_GAT, STUDENT_VGAE, STUDENT_GAT,
+        "hcrl_sa/unsupervised/vgae/student/no/normals_only",
+        "hcrl_sa/classifier/gat/student/no/all_samples", FUSION_TEACHER,
         "hcrl_sa/fusion/mlp/teacher/no/all_samples", FUSION_STUDENT,
-        "hcrl_sa/fusion/mlp/student/standard/all_samples"]
+        "hcrl_sa/fusion/mlp/student/standard/all_samples",
+        "hcrl_sa/fusion/dqn/student/no/all_samples", "hcrl_sa/fusion/mlp/student/no/all_samples"]
     for index, p in enumerate(points):
         for need in dependencies(p):
             assert need.point in points[:index], f"{p.name} comes before its {need.role}"
+
+
+@pytest.mark.parametrize("sizes, distillation", [
+    (("teacher", "student"), "standard"), (("tiny", "intermediate"), "topology_preserving")])
+def test_every_distilled_pipeline_point_has_its_undistilled_twin(sizes, distillation):
+    """``kdgat report`` pairs a distilled point with its ``distillation=no`` twin by seed."""
+    points = pipeline_points("hcrl_sa", sizes=sizes, distillation=distillation)
+    distilled = [p for p in points if p.distillation != "no"]
+    assert {p.size for p in distilled} == set(sizes) - {"teacher"}
+    for p in distilled:
+        twin = p.with_(distillation="no")
+        assert twin in points, f"{p.name} has no un-distilled control"
+        assert "teacher" not in {need.role for need in dependencies(twin)}
+
+
+def test_a_pipeline_without_distillation_lists_no_distilled_point():
+    points = pipeline_points("hcrl_sa", sizes=("student",), distillation="no")
+    assert {p.distillation for p in points} == {"no"}
+    assert {p.size for p in points if p.learning_type != "baseline"} == {"student"}  # no teacher needed
+    assert len(points) == 6  # 2 baselines, VGAE, GAT, DQN, MLP
 
 
 @pytest.mark.parametrize("sizes, distillation", [
@@ -114,8 +137,8 @@ def test_status_of_a_partial_pipeline(kdgat, tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     # The baselines are pipeline points, listed first (they need nothing).
-    assert out.splitlines()[0] == ("== automotive/hcrl_sa: pipeline 4/10 done (4 done, 1 failed, "
-                                   "1 preempted, 1 unreadable, 3 missing)")
+    assert out.splitlines()[0] == ("== automotive/hcrl_sa: pipeline 4/14 done (4 done, 1 failed, "
+                                   "1 preempted, 7 missing, 1 unreadable)")
     assert out.splitlines()[3].split()[:2] == ["baseline_majority_teacher_no_all_samples", "done"]
     rows = rows_of(out)
     assert rows["baseline_window_stats_teacher_no_all_samples"][1:6] == ["done", "1", "0.4200", "0.8100", str(baseline)]
@@ -140,8 +163,9 @@ def test_named_dataset_without_runs_and_filters(capsys, tmp_path):
     out = capsys.readouterr().out
     heads = [line for line in out.splitlines() if line.startswith("==")]
     # Grid order, whatever the order of the flags.
-    assert heads == ["== automotive/hcrl_sa: pipeline 1/2 done (1 done, 1 missing)",
-                     "== automotive/set_02: pipeline 0/2 done (2 missing)"]
+    # The GATs: teacher, distilled student and un-distilled student.
+    assert heads == ["== automotive/hcrl_sa: pipeline 1/3 done (1 done, 2 missing)",
+                     "== automotive/set_02: pipeline 0/3 done (3 missing)"]
     assert "vgae" not in out and "dqn" not in out
     assert main(["status", "--dataset", "hcrl_sb"]) == 2
     assert "did you mean 'hcrl_sa'?" in capsys.readouterr().err

@@ -105,7 +105,7 @@ def test_help_and_cfg_job_work_without_importing_torch(args, env, tmp_path):
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
     if args[0] == "--help":
         assert "Configuration groups" in result.stdout and "kdgat grid" in result.stdout
-        assert "model: dqn, gat, mlp, vgae" in result.stdout
+        assert "model: dqn, gat, majority, mlp, vgae, window_stats" in result.stdout
     else:
         config = yaml.safe_load(result.stdout)
         assert config["grid"]["model"] == "vgae" and config["grid"]["size"] == "tiny"
@@ -164,6 +164,11 @@ def test_invalid_grid_combination_lists_the_valid_values(overrides, message, tra
 @pytest.mark.parametrize("override, message", [
     ("datamodule.batch_size=0", "datamodule.batch_size=0 must be >= 1"),
     ("threshold_rule=best", "threshold_rule='best' is not valid; choose one of: f1, youden, fixed"),
+    ("threshold_fixed=nan", "threshold_fixed=nan is not valid: use a finite number"),
+    ("monitor=val/accuracy", "monitor='val/accuracy' is not valid; choose one of: val/loss, "
+                             "val/auroc, val/auprc, val/f1"),
+    ("module.monitor=val/acc", "module.monitor='val/acc' is not valid; choose one of: val/loss, "
+                               "val/auroc, val/auprc, val/f1"),
     ("module.optimizer.name=adagrad", "optimizer.name='adagrad' is not valid; choose one of: adam, adamw, sgd"),
     ("datamodule.window=1", "datamodule.window=1: a window is at least 2 frames"),
     ("datamodule.stride=0", "datamodule.stride=0: the stride is at least 1 frame"),
@@ -180,8 +185,10 @@ def test_bad_setting_value_is_refused_before_any_run_dir(override, message, trai
 
 # --------------------------------------------------------------------------- failures stay recorded
 def test_a_run_failing_inside_training_is_recorded_as_failed(train, tmp_path):
-    """The override passes validation, but the data gives no window of that length."""
-    result = train(tmp_path, *SMOKE, "datamodule.window=100000")
+    """The override passes validation, but the data gives no window of that length (with
+    ``threshold_rule=fixed`` no validation classes are checked, so the data are first read
+    inside the run)."""
+    result = train(tmp_path, *SMOKE, "datamodule.window=100000", "threshold_rule=fixed")
     assert result.returncode != 0, output(result)
     (run_dir,) = run_dirs(tmp_path)
     assert run_dir == tmp_path / TINY_GAT / "run_001"

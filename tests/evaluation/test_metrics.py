@@ -170,3 +170,46 @@ def test_results_table_reads_dotted_paths_into_metrics_documents():
     assert lines[3].split() == ["run_002", "n/a", "n/a"]
     # Numbers are right-aligned under their header.
     assert lines[0].index(".f1") + len(".f1") == lines[2].index("0.75") + len("0.75")
+
+
+# selection_metrics (val/auroc, val/auprc, val/f1) -----------------------------------------------
+# Eight windows by hand, highest score first: attacks at ranks 1, 3, 4 and 7.
+SELECTION_SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.45, 0.3, 0.2, 0.05])
+SELECTION_LABELS = np.array([1, 0, 1, 1, 0, 0, 1, 0])
+
+
+def test_selection_metrics_match_scikit_learn_on_hand_made_scores():
+    from kdgat.evaluation.metrics import selection_metrics
+
+    got = selection_metrics(SELECTION_LABELS, SELECTION_SCORES)
+    assert got["auroc"] == pytest.approx(skm.roc_auc_score(SELECTION_LABELS, SELECTION_SCORES))
+    assert got["auprc"] == pytest.approx(skm.average_precision_score(SELECTION_LABELS, SELECTION_SCORES))
+    # By hand. AUROC: benign windows ranked below each attack, 4 + 3 + 3 + 1 of 4 x 4 pairs.
+    # AP: the precision at each attack's rank, averaged: (1/1 + 2/3 + 3/4 + 4/7) / 4.
+    # Best F1: flagging the top 4 (score >= 0.6) gives TP 3, FP 1, FN 1: 6 / 8, beating the top
+    # 1 (2/5), top 3 (4/7), top 7 (8/11) and everything (8/12).
+    assert got["auroc"] == pytest.approx(11 / 16)
+    assert got["auprc"] == pytest.approx((1 + 2 / 3 + 3 / 4 + 4 / 7) / 4)
+    assert got["f1"] == pytest.approx(0.75)
+    brute = max(skm.f1_score(SELECTION_LABELS, SELECTION_SCORES >= t) for t in SELECTION_SCORES)
+    assert got["f1"] == pytest.approx(brute)
+
+
+def test_selection_f1_is_what_threshold_rule_f1_reaches():
+    from kdgat.evaluation.metrics import selection_metrics
+    from kdgat.evaluation.thresholds import choose_threshold
+
+    for seed in range(4):
+        labels, scores = _windows(seed)
+        threshold = choose_threshold(scores, labels, rule="f1")
+        reached = binary_metrics(labels, scores, threshold)["f1"]
+        assert selection_metrics(labels, scores)["f1"] == pytest.approx(reached, abs=1e-12)
+
+
+@pytest.mark.parametrize("labels, scores", [
+    ([0, 0, 0], [0.1, 0.5, 0.9]), ([1, 1], [0.2, 0.4]), ([], []), ([0, 1], [0.3, np.nan])])
+def test_selection_metrics_are_nan_never_zero_where_undefined(labels, scores):
+    from kdgat.evaluation.metrics import selection_metrics
+
+    got = selection_metrics(labels, scores)
+    assert set(got) == {"auroc", "auprc", "f1"} and all(np.isnan(v) for v in got.values())

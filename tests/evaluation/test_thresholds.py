@@ -86,6 +86,28 @@ def test_one_class_validation_is_an_error_that_suggests_fixed(rule, missing_clas
     assert choose_threshold(scores, labels, rule="fixed", fixed=0.3) == 0.3
 
 
+def test_one_class_hint_names_keys_that_kdgat_train_accepts():
+    """The hint names ``threshold_rule=fixed threshold_fixed=VALUE``, and every ``key=`` in it is a
+    key of the composed config (the old hint named ``rule='fixed' (with fixed=...)``)."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    from kdgat.evaluation.thresholds import FIXED_THRESHOLD, one_class_options
+    from tests.training.conftest import compose_config
+
+    with pytest.raises(ValueError) as caught:
+        choose_threshold(np.linspace(0, 1, 4), np.zeros(4), rule="f1")
+    message = str(caught.value)
+    assert "threshold_rule=fixed threshold_fixed=VALUE" in message and "(with fixed=" not in message
+    cfg = compose_config("threshold_rule=fixed", "threshold_fixed=0.25")
+    assert cfg.threshold_fixed == 0.25 and compose_config().threshold_fixed == FIXED_THRESHOLD
+    keys = set(re.findall(r"([a-z_][\w.]*)=", one_class_options()))
+    assert {"threshold_rule", "threshold_fixed", "datamodule.val_fraction"} <= keys
+    for key in keys:
+        assert OmegaConf.select(cfg, key, default="absent") != "absent", key
+
+
 def test_bad_inputs_are_rejected_with_the_reason():
     with pytest.raises(ValueError, match="f1, youden, fixed"):
         choose_threshold([0.1, 0.9], [0, 1], rule="best")

@@ -130,8 +130,8 @@ def test_pipeline_dry_run_prints_every_script_with_its_afterok(tmp_path):
                 f"runs_root={tmp_path}/runs", "--dry-run"], tmp_path, KDGAT_SLURM_ACCOUNT=ACCOUNT)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert out.count("#!/bin/bash") == 4
-    assert out.count("#SBATCH --dependency='afterok:<job 1>:<job 2>'") == 2  # both fusion agents
+    assert out.count("#!/bin/bash") == 6  # two baselines, VGAE, GAT, two fusion agents
+    assert out.count("#SBATCH --dependency='afterok:<job 3>:<job 4>'") == 2  # both fusion agents (jobs 1, 2: baselines)
     assert "nothing was submitted" in out
     assert not (tmp_path / "runs" / ".pipelines").exists() or not any((tmp_path / "runs" / ".pipelines").rglob("manifest.json"))
 

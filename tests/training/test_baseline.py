@@ -295,7 +295,7 @@ def test_status_and_report_show_the_baselines(baseline_runs):
     status = kdgat("status", "--runs-root", str(baseline_runs))
     assert status.returncode == 0, status.stderr
     lines = status.stdout.splitlines()
-    assert lines[0].startswith("== automotive/synthetic: pipeline 2/10 done")
+    assert lines[0].startswith("== automotive/synthetic: pipeline 2/14 done")
     # Pipeline points, first: they need nothing.
     assert lines[3].split()[:2] == ["baseline_majority_teacher_no_all_samples", "done"]
     assert lines[4].split()[:2] == ["baseline_window_stats_teacher_no_all_samples", "done"]

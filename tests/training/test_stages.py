@@ -91,8 +91,9 @@ def test_gat_loss_is_cross_entropy_on_window_labels(datamodule):
 
 
 def test_monitor_is_validated(datamodule):
-    with pytest.raises(ValueError, match="monitor='val/f1'"):
-        classifier(datamodule, monitor="val/f1")
+    with pytest.raises(ValueError, match="monitor='val/accuracy' is not valid; choose one of: "
+                                         "val/loss, val/auroc, val/auprc, val/f1"):
+        classifier(datamodule, monitor="val/accuracy")
 
 
 # --------------------------------------------------------------------------- optimizers, schedules

@@ -10,7 +10,8 @@ from kdgat.cli.overrides import parse_key_values
 
 HELP = "synthesize, check and prepare CAN datasets"
 PREPARE_KEYS = {"dataset": str, "data_root": str, "cache_dir": str, "window": int, "stride": int,
-                "val_fraction": float, "on_error": str, "synth_scale": str}
+                "val_fraction": float, "validation": str, "holdout": str, "on_error": str,
+                "synth_scale": str}
 
 
 def register(parser) -> None:
@@ -23,6 +24,8 @@ def register(parser) -> None:
     check = actions.add_parser("check", help="validate recordings and report per file")
     check.add_argument("path", help="a dataset folder, any folder of recordings, or one file")
     check.add_argument("--json", action="store_true", help="print the reports as JSON")
+    check.add_argument("--dataset", metavar="NAME",
+                       help="the dataset whose grouping table applies (default: the folder's name)")
     check.set_defaults(run=run_check)
     prepare = actions.add_parser(
         "prepare", help="build the graph cache of a dataset",
@@ -48,7 +51,8 @@ def run_synth(args) -> int:
 def run_check(args) -> int:
     from dataclasses import asdict
 
-    from kdgat.data.check import check, format_report
+    from kdgat.data.check import check, dataset_folders, format_grouping, format_report
+    from kdgat.data.layout import discover
 
     reports = check(args.path)
     if args.json:
@@ -56,6 +60,13 @@ def run_check(args) -> int:
         print()
     else:
         print(format_report(reports, args.path))
+        for folder in dataset_folders(args.path):
+            try:
+                layout = discover(folder)
+            except FileNotFoundError as err:  # not the whole layout: no grouping to show
+                print(f"\nno grouping for {err}")
+                continue
+            print("\n" + format_grouping(layout, args.dataset or folder.name))
     return 0 if reports and all(r.ok for r in reports) else 1
 
 
@@ -73,8 +84,8 @@ def run_prepare(args) -> int:
     cache_dir = cache_root(settings.get("cache_dir"))
     folder = dataset_folder(settings["dataset"], settings.get("data_root"), cache_dir,
                             synth_scale=settings.get("synth_scale", "small"))
-    params = PrepareParams(**{k: settings[k] for k in ("window", "stride", "val_fraction", "on_error")
-                              if k in settings})
+    params = PrepareParams(**{k: settings[k] for k in ("window", "stride", "val_fraction", "on_error",
+                                                        "validation", "holdout") if k in settings})
     started = time.perf_counter()
     cache = load_or_build(discover(folder), params, cache_dir, settings["dataset"], rebuild=args.rebuild)
     meta = cache.meta
@@ -83,6 +94,12 @@ def run_prepare(args) -> int:
           f"({time.perf_counter() - started:.1f} s)")
     for split, count in meta["graphs_per_split"].items():
         print(f"  {printable(split):<45} {count:>8} windows  {meta['attacks_per_split'][split]:>7} attacks")
+    plan = meta["validation"]
+    if plan["validation"] != "block":
+        print(f"  validation={plan['validation']} holdout={printable(plan['holdout'])}"
+              f"{' (the default)' if plan['default_holdout'] else ''}: validation "
+              f"{', '.join(map(printable, plan['val_files']))}; training "
+              f"{', '.join(map(printable, plan['train_files']))}")
     skipped = sum(f["skipped_rows"] for f in meta["files"])
     if skipped:
         print(f"  {skipped} malformed rows were skipped (on_error=skip); see {printable(cache.folder / 'meta.json')}")

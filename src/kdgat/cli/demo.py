@@ -1,7 +1,8 @@
 """``kdgat demo``: the whole KD-GAT pipeline on the built-in synthetic data, then the results table.
 
-The synthetic dataset is generated on first use; teacher VGAE and GAT, their distilled students,
-teacher and student fusion (DQN and MLP) train for a few epochs each, and every run lands in the
+The synthetic dataset is generated on first use; teacher VGAE and GAT, their distilled students
+and the same students without distillation, teacher and student fusion (DQN and MLP) train for a
+few epochs each, and every run lands in the
 runs root like any other. Minutes on a 2-core CPU.
 """
 

@@ -1,8 +1,10 @@
 """``kdgat pipeline dataset=NAME [size=...] [--dry-run] [--force] [overrides]``: a dataset's KD-GAT
 pipeline, run locally in dependency order.
 
-teacher VGAE → teacher GAT → distilled student VGAE and GAT → teacher and student fusion (DQN and
-the MLP baseline) → results table. Points with a completed run are skipped unless ``--force``;
+baselines → teacher VGAE → teacher GAT → distilled student VGAE and GAT, and the same students
+without distillation (their controls in ``kdgat report``) → teacher and student fusion (DQN and
+the MLP baseline; students distilled and not) → results table
+(:func:`kdgat.runs.inventory.pipeline_points`). Points with a completed run are skipped unless ``--force``;
 each job is one ``kdgat-train experiment=...`` process, its output in a log file. When a job
 fails, the points that need it are reported as not run, never started.
 """
@@ -30,6 +32,10 @@ def register(parser) -> None:
                              "to every kdgat-train job")
     parser.add_argument("--dry-run", action="store_true", help="print the jobs in order, run nothing")
     parser.add_argument("--force", action="store_true", help="run points that already have a completed run")
+    parser.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                        help="run up to N jobs at once, each as soon as what it needs has "
+                             "completed (default 1: one after the other; on one GPU, several "
+                             "small jobs share it)")
     parser.set_defaults(run=run)
 
 
@@ -71,13 +77,88 @@ def plan(settings: dict, passthrough: list[str], force: bool, seeds: list[int] |
 
 
 def _check_passthrough(passthrough: list[str], first_point: str) -> None:
-    """Compose the first job's config once, so a typo fails before anything runs."""
+    """Compose the first job's config once, so a typo or a bad value (``monitor=val/acc``) fails
+    before anything runs."""
     probe = subprocess.run([sys.executable, "-m", "kdgat.train", "--cfg", "job",
                             f"experiment={first_point}", *passthrough],
                            capture_output=True, text=True)
     if probe.returncode:
         message = probe.stderr.strip().splitlines()
         raise ValueError("the overrides do not compose: " + " ".join(message[-6:]))
+    from hydra import compose, initialize
+
+    from kdgat.config.store import store
+    from kdgat.train import validate_settings
+
+    store.add_to_hydra_store(overwrite_ok=True)
+    with initialize(version_base="1.3", config_path=None):
+        validate_settings(compose("train", overrides=[f"experiment={first_point}", *passthrough]))
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--jobs {text!r}: give a whole number of jobs, 1 or more")
+    return value
+
+
+def execute(steps: list[dict], logs: Path, jobs: int = 1) -> dict[str, int]:
+    """Run the ``run`` steps as ``kdgat-train`` processes, at most ``jobs`` at once, each one
+    started once every step it needs has completed (or was skipped as already completed); a
+    step whose need failed is not run. Logs go to ``logs/NN_KEY.log``. Returns the counts."""
+    results = {"completed": 0, "skipped": 0, "failed": 0, "not run": 0}
+    # A need outside the plan (a point the pipeline does not list) is the job's own to resolve.
+    done = {need for step in steps for need in step["need_keys"]} - {step["key"] for step in steps}
+    failed: set = set()
+    pending = []
+    for number, step in enumerate(steps, 1):
+        if step["action"] == "skip":
+            results["skipped"] += 1
+            done.add(step["key"])
+        else:
+            pending.append((number, step))
+    running: dict = {}  # key -> (process, log handle, started, log path)
+    while pending or running:
+        for item in list(pending):
+            number, step = item
+            blocked = [need for need in step["need_keys"] if need in failed]
+            if blocked:
+                pending.remove(item)
+                failed.add(step["key"])
+                results["not run"] += 1
+                print(f"  not run  {step['key']}: needs {', '.join(blocked)}, which failed")
+            elif len(running) < jobs and all(need in done for need in step["need_keys"]):
+                pending.remove(item)
+                log = logs / f"{number:02d}_{step['key'].replace('@', '_')}.log"
+                out = open(log, "w")
+                process = subprocess.Popen(step["command"], stdout=out, stderr=subprocess.STDOUT)
+                running[step["key"]] = (process, out, time.perf_counter(), log)
+        if not running:
+            if pending:  # needs that are neither done, failed nor running: cannot happen
+                raise RuntimeError(f"pipeline steps wait on steps not in the plan: {pending}")
+            break
+        time.sleep(0.2)
+        for key, (process, out, started, log) in list(running.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            out.close()
+            del running[key]
+            seconds = time.perf_counter() - started
+            if code == 0:
+                done.add(key)
+                results["completed"] += 1
+                print(f"  done     {key} ({seconds:.0f} s)", flush=True)
+            else:
+                failed.add(key)
+                results["failed"] += 1
+                print(f"  FAILED   {key} (exit {code}); log: {log}", flush=True)
+    return results
 
 
 def run(args) -> int:
@@ -115,34 +196,10 @@ def run(args) -> int:
     prepare_store_for(runs_root, passthrough)  # the MLflow store, before any job logs to it
     logs = runs_root / ".pipelines" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     logs.mkdir(parents=True, exist_ok=True)
-    failed: set = set()
-    results = {"completed": 0, "skipped": 0, "failed": 0, "not run": 0}
-    for number, step in enumerate(steps, 1):
-        key = step["key"]
-        if step["action"] == "skip":
-            results["skipped"] += 1
-            continue
-        blocked = [need for need in step["need_keys"] if need in failed]
-        if blocked:
-            failed.add(key)
-            results["not run"] += 1
-            print(f"  not run  {key}: needs {', '.join(blocked)}, which failed")
-            continue
-        log = logs / f"{number:02d}_{key.replace('@', '_')}.log"
-        started = time.perf_counter()
-        with open(log, "w") as out:
-            code = subprocess.run(step["command"], stdout=out, stderr=subprocess.STDOUT).returncode
-        seconds = time.perf_counter() - started
-        if code == 0:
-            results["completed"] += 1
-            print(f"  done     {key} ({seconds:.0f} s)")
-        else:
-            failed.add(key)
-            results["failed"] += 1
-            print(f"  FAILED   {key} (exit {code}); log: {log}")
+    results = execute(steps, logs, jobs=args.jobs)
     print("pipeline: " + ", ".join(f"{v} {k}" for k, v in results.items()) + f"; logs in {logs}")
 
     from kdgat.cli import main as kdgat_main
 
     kdgat_main(["report", "--runs-root", str(runs_root), "--dataset", settings["dataset"]])
-    return 1 if failed else 0
+    return 1 if results["failed"] or results["not run"] else 0

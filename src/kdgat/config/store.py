@@ -18,6 +18,8 @@ Groups and what they set (``_global_`` options write the grid dimension plus the
 - ``mode``: ``grid.mode`` and the training windows (``normals_only``) or the curriculum;
 - ``optimizer``, ``scheduler``: ``module.optimizer`` / ``module.scheduler``;
 - ``trainer``: the Lightning Trainer; ``cluster``: the Hydra launcher;
+- top-level keys beside the groups: ``seed``, ``monitor`` (interpolated into ``module.monitor``),
+  ``threshold_rule`` and ``threshold_fixed``, the roots, ``allow_targets``;
 - ``experiment``: one per valid grid point, named after it (served by :mod:`kdgat.config.experiments`).
 """
 
@@ -30,6 +32,7 @@ from hydra_zen import ZenField as zf
 from hydra_zen import builds, make_config, store
 
 from kdgat.data.datasets import MODALITIES
+from kdgat.evaluation.thresholds import FIXED_THRESHOLD
 from kdgat.data.settings import DataSettings
 from kdgat.grid import LEARNING_TYPES, SIZES
 from kdgat.models.baselines import BASELINE_BUILDERS
@@ -75,8 +78,10 @@ TrainerConf = targeting(TrainerSettings, "lightning.pytorch.Trainer")
 
 def stage_conf(learning_type: str, model: str):
     """The ``module`` config of a stage: the Lightning module's arguments, data dims excluded."""
+    # The top-level ``monitor`` (one key for every stage of a pipeline); a saved config holds
+    # the resolved value.
     fields = dict(optimizer=OptimizerConf, scheduler=SchedulerConf, distillation=DistillationConf,
-                  monitor="val/loss")
+                  monitor="${monitor}")
     if learning_type == "fusion":
         fields.update(kind=model, fusion=FusionConf)
     base = make_config(**fields)
@@ -109,7 +114,13 @@ TrainConf = make_config(
     early_stopping=EarlyStoppingConf,
     trainer=TrainerConf,
     tracking=TrackingConf,
+    # Validation metric that picks best.ckpt, stops early and drives scheduler=plateau
+    # (kdgat.training.monitors: val/loss, val/auroc, val/auprc, val/f1).
+    monitor=zf(str, "val/loss"),
+    # How the test-time decision threshold is set on validation (kdgat.evaluation.thresholds:
+    # f1, youden, fixed) and the threshold of threshold_rule=fixed, on the model's score scale.
     threshold_rule=zf(str, "f1"),
+    threshold_fixed=zf(float, FIXED_THRESHOLD),
     # Outside callables a config may instantiate, named on purpose (kdgat.runs.allowlist).
     allow_targets=zf(List[str], []),
     run_dir=None,

@@ -3,6 +3,8 @@
 ``{cache_dir}/{dataset}/{key}/`` holds one ``.npy`` file per array and ``meta.json``. The key is a
 hash of every input file's relative path, split and SHA-256 plus the preparation parameters and the
 format version, so a changed input or parameter gives a new key and a rebuild, never a stale reuse.
+A grouped validation (``validation=vehicle|attack|file``) adds the mode, the held-out group and the
+recordings it holds out; block validation adds nothing, so block keys are those of before.
 A build writes into a private temporary folder and renames it into place; concurrent builders of
 the same key wait on a file lock and the later ones load what the first one wrote. Loads are
 memory-mapped: nothing is read until a batch slices it.
@@ -24,19 +26,24 @@ import numpy as np
 
 from kdgat.data.datasets import check_dataset_name
 from kdgat.data.layout import DatasetLayout
-from kdgat.data.prepare import PrepareParams, prepare
+from kdgat.data.prepare import PrepareParams, prepare, validation_plan
 from kdgat.data.quoting import printable
 
 FORMAT_VERSION = 3  # 3: byte spreads summed in float64 (entries of 2 hold float32-cancelled ones)
 META = "meta.json"
 
 
-def cache_key(layout: DatasetLayout, params: PrepareParams) -> str:
+def cache_key(layout: DatasetLayout, params: PrepareParams, dataset: str | None = None) -> str:
+    """The entry's key; ``dataset`` is needed by a grouped validation (it picks the grouping)."""
     description = {
         "format": FORMAT_VERSION,
-        "params": asdict(params),
+        "params": {k: v for k, v in asdict(params).items() if k not in ("validation", "holdout")},
         "files": [(r.relpath, r.split, r.sha256) for r in layout.recordings],
     }
+    if params.validation != "block":  # the plan itself: a changed grouping table is a new key
+        plan = validation_plan(layout, params, dataset)
+        description["validation"] = {"mode": plan.validation, "holdout": plan.holdout,
+                                     "val": list(plan.val)}
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -92,14 +99,15 @@ def load_or_build(layout: DatasetLayout, params: PrepareParams, cache_dir: str |
 
     Args:
         layout: the dataset's recordings (their hashes are part of the key).
-        params: preparation parameters (part of the key).
+        params: preparation parameters (part of the key; a grouped validation also puts the
+            recordings it holds out into the key).
         cache_dir: the cache root.
         dataset: the dataset name (a folder level of the cache, for people browsing it; a plain
             folder name, see :func:`~kdgat.data.datasets.check_dataset_name`).
         rebuild: build again even if a complete entry exists.
     """
     check_dataset_name(dataset)
-    key = cache_key(layout, params)
+    key = cache_key(layout, params, dataset)
     folder = Path(cache_dir) / dataset / key
     with file_lock(Path(cache_dir) / dataset / f"{key}.lock"):
         if rebuild and folder.exists():
@@ -107,6 +115,6 @@ def load_or_build(layout: DatasetLayout, params: PrepareParams, cache_dir: str |
         if not (folder / META).is_file():
             if folder.exists():  # a hand-damaged entry without its meta.json: build it anew
                 shutil.rmtree(folder)
-            arrays, meta = prepare(layout, params)
+            arrays, meta = prepare(layout, params, dataset=dataset)
             _write(folder, arrays, {**meta, "key": key, "dataset": dataset})
     return GraphCache(folder)

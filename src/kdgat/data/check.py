@@ -1,4 +1,5 @@
-"""``kdgat data check``: validate recordings and report what each file holds."""
+"""``kdgat data check``: validate recordings and report what each file holds, and each dataset's
+grouping of its files (vehicle, attack type) for leave-one-group-out validation."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from kdgat.data.frames import FrameFormatError
-from kdgat.data.layout import RECORDING_SUFFIXES, attack_type_from_name
+from kdgat.data.groups import GROUPINGS, dataset_groups, group_of, training_groups, vehicle_of
+from kdgat.data.layout import RECORDING_SUFFIXES, TRAIN_FOLDERS, DatasetLayout, attack_type_from_name
 from kdgat.data.quoting import printable
 from kdgat.data.readers import read_recording
 
@@ -118,4 +120,60 @@ def format_report(reports: list[FileReport], root: str | Path) -> str:
     bad = sum(not r.ok for r in reports)
     lines.append(f"{len(reports)} file(s), {sum(r.rows for r in reports)} rows, "
                  f"{bad} with problems" if reports else f"no recordings found under {printable(root)}")
+    return "\n".join(lines)
+
+
+def dataset_folders(path: str | Path) -> list[Path]:
+    """``path`` if it is a dataset folder (has a training folder), else its sub-folders that are."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    candidates = [path] + sorted(p for p in path.iterdir() if p.is_dir())
+    found = [p for p in candidates if any((p / name).is_dir() for name in TRAIN_FOLDERS)]
+    return found[:1] if found and found[0] == path else found
+
+
+def _groups_line(layout: DatasetLayout, dataset: str, grouping: str) -> str:
+    try:
+        groups = training_groups(layout, dataset, grouping)
+    except ValueError as err:
+        return f"unavailable: {err}"
+    listed = ", ".join(f"{name} ({len(files)})" for name, files in groups.items()) or "none"
+    default = dataset_groups(dataset).defaults.get(grouping)
+    benign = "; benign recordings always train" if grouping == "attack" else ""
+    return f"{listed}{benign}; default holdout: {default or 'none (set datamodule.holdout=NAME)'}"
+
+
+def format_grouping(layout: DatasetLayout, dataset: str) -> str:
+    """The grouping table of one dataset (:mod:`kdgat.data.groups`): every file with its folder,
+    vehicle and attack type, and for training files the group it is in per grouping."""
+    table = dataset_groups(dataset)
+    origin = "declared" if table.declared else "file-name rule; --dataset NAME picks a declared table"
+    lines = [f"grouping of {printable(dataset)} ({origin}): {table.note}",
+             f"  {'file':<64} {'folder':<38} {'vehicle':<10} {'attack':<26} groups (vehicle / attack / file)"]
+    dropped = dict(layout.duplicates)
+    for relpath in sorted([r.relpath for r in layout.recordings] + list(dropped)):
+        folder = relpath.split("/", 1)[0]
+        try:
+            vehicle = vehicle_of(relpath, dataset)
+        except ValueError:
+            vehicle = "-"
+        recording = next((r for r in layout.recordings if r.relpath == relpath), None)
+        attack = recording.attack_type if recording else attack_type_from_name(relpath)
+        if relpath in dropped:
+            groups = f"same bytes as {printable(dropped[relpath])} (counted once)"
+        elif recording.split != "train":
+            groups = "test: never in a group"
+        else:
+            parts = []
+            for grouping in GROUPINGS:
+                try:
+                    parts.append(group_of(recording, dataset, grouping) or "always train")
+                except ValueError:
+                    parts.append("-")
+            groups = " / ".join(map(printable, parts))
+        lines.append(f"  {printable(relpath):<64} {printable(folder):<38} {printable(vehicle):<10} "
+                     f"{printable(attack):<26} {groups}")
+    lines.append("  validation groups (datamodule.validation=GROUPING datamodule.holdout=NAME):")
+    lines.extend(f"    {grouping + ':':<8} {_groups_line(layout, dataset, grouping)}" for grouping in GROUPINGS)
     return "\n".join(lines)

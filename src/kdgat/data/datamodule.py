@@ -11,8 +11,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from kdgat.data.batch import CANIdVocabulary, GraphBatch, GraphStore
 from kdgat.data.cache import GraphCache, load_or_build
 from kdgat.data.datasets import cache_root, dataset_folder
+from kdgat.data.groups import ValidationPlan
 from kdgat.data.layout import discover
-from kdgat.data.prepare import TRAIN, VAL, PrepareParams
+from kdgat.data.prepare import TRAIN, VAL, PrepareParams, validation_plan
 from kdgat.data.settings import DataSettings
 
 
@@ -21,10 +22,11 @@ class OneClassValidation(ValueError):
 
 
 def validation_classes(cache: GraphCache) -> list[dict]:
-    """Per training file: its validation windows by class, and the smallest ``val_fraction`` that
-    would move its last training attack window into validation (``None``: no attacks; ``> 1``:
-    no ``val_fraction`` can).
+    """Per training file in validation: its validation windows by class, and (block validation)
+    the smallest ``val_fraction`` that would move its last training attack window into validation
+    (``None``: no attacks, or a grouped validation; ``> 1``: no ``val_fraction`` can).
 
+    Block validation lists every training file, a grouped one the held-out recordings only.
     Reads the ``split``, ``file_index``, ``y`` and ``start_frame`` arrays only (one int per graph).
     """
     split, file_index = np.asarray(cache["split"]), np.asarray(cache["file_index"])
@@ -32,24 +34,47 @@ def validation_classes(cache: GraphCache) -> list[dict]:
     window = cache.meta["params"]["window"]
     rows = []
     for index, file in enumerate(cache.meta["files"]):
-        if file["split"] != "train":
+        role = file.get("role", "block") if file["split"] == "train" else None
+        if role not in ("block", "val"):
             continue
         mine = file_index == index
         val, train_attacks = mine & (split == VAL), mine & (split == TRAIN) & y
         needed = None
-        if train_attacks.any():  # validation starts at cut + window, cut = rows * (1 - val_fraction)
+        # block validation starts at cut + window, cut = rows * (1 - val_fraction)
+        if role == "block" and train_attacks.any():
             needed = 1.0 - (int(start[train_attacks].max()) - window) / file["rows"]
         rows.append({"file": file["relpath"], "benign": int((val & ~y).sum()),
                      "attack": int((val & y).sum()), "val_fraction_needed": needed})
     return rows
 
 
+def _other_holdouts(cache: GraphCache) -> list[str]:
+    """Holdouts of the cache's grouping whose recordings hold windows of both classes and leave
+    something to train on, as ``NAME (b benign, a attack windows)``."""
+    plan = cache.meta["validation"]
+    file_index, y = np.asarray(cache["file_index"]), np.asarray(cache["y"]).astype(bool)
+    index = {file["relpath"]: k for k, file in enumerate(cache.meta["files"])}
+    members: dict[str, list[int]] = {}
+    for relpath, group in plan["groups"].items():
+        if group is not None:
+            members.setdefault(group, []).append(index[relpath])
+    usable = []
+    for group, files in sorted(members.items()):
+        if group == plan["holdout"] or len(files) == len(plan["groups"]):
+            continue
+        labels = y[np.isin(file_index, files)]
+        if labels.any() and not labels.all():
+            usable.append(f"{group} ({int((~labels).sum())} benign, {int(labels.sum())} attack windows)")
+    return usable
+
+
 def check_validation(cache: GraphCache, threshold_rule: str, dataset: str = "") -> None:
     """Refuse a validation split without both classes when ``threshold_rule`` fits on its labels.
 
     Raises:
-        OneClassValidation: naming the split's counts, every training file's validation windows
-            by class, and the options (``threshold_rule=fixed``, a larger ``val_fraction``).
+        OneClassValidation: naming the split's counts, every validation file's windows by class,
+            and the options: ``threshold_rule=fixed``; a larger ``val_fraction`` (block
+            validation) or the other holdouts and groupings (grouped validation).
     """
     from kdgat.evaluation.thresholds import RULES_NEEDING_BOTH_CLASSES, one_class_options
 
@@ -62,23 +87,44 @@ def check_validation(cache: GraphCache, threshold_rule: str, dataset: str = "") 
     missing = "attack" if attacks == 0 else "benign"
     files = validation_classes(cache)
     lines = "\n".join(f"  {f['file']}: {f['benign']} benign, {f['attack']} attack" for f in files)
-    needed = [f["val_fraction_needed"] for f in files if f["val_fraction_needed"] is not None]
-    reachable = [v for v in needed if v < 1.0]
     fraction = cache.meta["params"]["val_fraction"]
-    if missing == "attack" and reachable:
-        advice = (f"datamodule.val_fraction={min(reachable) + 0.01:.2f} or more (now {fraction}) "
-                  "would put attack windows of the training files into validation")
-    elif missing == "attack":
-        advice = f"no val_fraction puts attack windows into validation (now {fraction})"
+    plan = cache.meta.get("validation", {"validation": "block"})  # entries built before grouping: block
+    if plan["validation"] != "block":
+        mode, holdout = plan["validation"], plan["holdout"]
+        what = (f"datamodule.validation={mode} datamodule.holdout={holdout}: the training "
+                f"recordings of {mode} {holdout!r}")
+        others = _other_holdouts(cache)
+        advice = (f"holdouts of validation={mode} whose recordings hold both classes: "
+                  f"{'; '.join(f'datamodule.holdout={o}' for o in others)}" if others else
+                  f"no other {mode} holdout holds both classes")
+        rest = [name for name in ("vehicle", "attack", "file") if name != mode]
+        advice += (f"; or another grouping: datamodule.validation={' or '.join(rest)} "
+                   "(datamodule.holdout=NAME), or datamodule.validation=block")
+        per_file = "Validation windows per held-out recording"
+        # val_fraction (one_class_options) cuts block validation only: not an option here
+        options = "threshold_rule=fixed (fits no threshold on validation), or a holdout above"
     else:
-        advice = f"validation holds only attack windows (val_fraction {fraction})"
+        what = f"the last {fraction:g} of each training file"
+        needed = [f["val_fraction_needed"] for f in files if f["val_fraction_needed"] is not None]
+        reachable = [v for v in needed if v < 1.0]
+        if missing == "attack" and reachable:
+            advice = (f"datamodule.val_fraction={min(reachable) + 0.01:.2f} or more (now {fraction}) "
+                      "would put attack windows of the training files into validation")
+        elif missing == "attack":
+            advice = f"no val_fraction puts attack windows into validation (now {fraction})"
+        else:
+            advice = f"validation holds only attack windows (val_fraction {fraction})"
+        advice += ("; or hold out whole training recordings: datamodule.validation=vehicle, attack "
+                   "or file (datamodule.holdout=NAME)")
+        per_file = "Validation windows per training file"
+        options = one_class_options()
     where = f"dataset {dataset!r}: " if dataset else ""
     raise OneClassValidation(
         f"{where}threshold_rule={threshold_rule} fits the threshold on validation windows of both "
-        f"classes, but validation (the last {fraction:g} of each training file, "
-        f"{cache.meta['root']}) has {total} windows, {attacks} attack: no {missing} windows.\n"
-        f"Validation windows per training file:\n{lines}\n{advice}.\n"
-        f"Options: {one_class_options()}")
+        f"classes, but validation ({what}, {cache.meta['root']}) has {total} windows, "
+        f"{attacks} attack: no {missing} windows.\n"
+        f"{per_file}:\n{lines}\n{advice}.\n"
+        f"Options: {options}")
 
 
 class BatchSampler(Sampler):
@@ -181,7 +227,7 @@ class CANGraphDataModule(L.LightningDataModule):
         self.settings = s = DataSettings(**settings)
         self.dataset, self.data_root, self.cache_dir = s.dataset, s.data_root, s.cache_dir
         self.params = PrepareParams(window=s.window, stride=s.stride, val_fraction=s.val_fraction,
-                                    on_error=s.on_error)
+                                    on_error=s.on_error, validation=s.validation, holdout=s.holdout)
         self.batch_size, self.eval_batch_size = s.batch_size, s.eval_batch_size
         self.oov_buckets, self.train_windows, self.seed = s.oov_buckets, s.train_windows, s.seed
         self.synth_scale, self.num_workers = s.synth_scale, s.num_workers
@@ -189,17 +235,29 @@ class CANGraphDataModule(L.LightningDataModule):
         self.curriculum = None
         self._cache_folder = None
 
-    def prepare_data(self) -> None:
+    def _layout(self):
         cache_dir = cache_root(self.cache_dir)
         folder = dataset_folder(self.dataset, self.data_root, cache_dir, synth_scale=self.synth_scale)
-        self._cache_folder = load_or_build(discover(folder), self.params, cache_dir, self.dataset).folder
+        return discover(folder), cache_dir
+
+    def prepare_data(self) -> None:
+        layout, cache_dir = self._layout()
+        self._cache_folder = load_or_build(layout, self.params, cache_dir, self.dataset).folder
+
+    def validation_plan(self) -> ValidationPlan:
+        """Which training recordings train and which validate (lists the dataset's files, reads
+        none); a bad ``holdout`` raises here, naming the valid groups."""
+        return validation_plan(self._layout()[0], self.params, self.dataset)
 
     def check_validation(self, threshold_rule: str) -> None:
         """Prepare (or load) the cache and refuse a validation ``threshold_rule`` cannot fit on
-        (:func:`check_validation`); a rule that fits nothing reads no data."""
+        (:func:`check_validation`). A rule that fits nothing reads no data; a grouped validation
+        still checks its holdout (:meth:`validation_plan`)."""
         from kdgat.evaluation.thresholds import RULES_NEEDING_BOTH_CLASSES
 
         if threshold_rule not in RULES_NEEDING_BOTH_CLASSES:
+            if self.params.validation != "block":
+                self.validation_plan()
             return
         if self._cache_folder is None:
             self.prepare_data()
@@ -215,8 +273,10 @@ class CANGraphDataModule(L.LightningDataModule):
         self.store = GraphStore(cache, vocabulary)
         for split in ("train", "val"):
             if len(self.store.graphs_of(split)) == 0:
+                how = ("lower window= or val_fraction=" if self.params.validation == "block" else
+                       f"lower window= or hold out another group than {self.params.holdout or 'the default'!r}")
                 raise ValueError(f"dataset {self.dataset!r} has no {split} windows of "
-                                 f"{self.params.window} frames; lower window= or val_fraction=")
+                                 f"{self.params.window} frames; {how}")
 
     # Sizes the model builders need, known once setup has run.
     @property
@@ -230,6 +290,12 @@ class CANGraphDataModule(L.LightningDataModule):
     @property
     def num_edge_features(self) -> int:
         return self.store.num_edge_features
+
+    @property
+    def validation_record(self) -> dict:
+        """The cache's validation record: mode, holdout, training and validation recordings, the
+        group of every training recording (``meta["validation"]``; block for older entries)."""
+        return self.store.meta.get("validation", {"validation": "block", "holdout": None})
 
     @property
     def test_names(self) -> list[str]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from kdgat.data.datasets import check_dataset_name
+from kdgat.data.groups import check_validation_setting
 
 # Unseen ids are spread over several buckets: one shared index made every unseen id of a new
 # vehicle identical, and upstream models answered constantly on such vehicles.
@@ -33,7 +34,14 @@ class DataSettings:
         cache_dir: folder for prepared graphs (default ``KDGAT_CACHE_DIR`` or ``<runs root>/.cache``).
         window: frames per window graph (default 100).
         stride: frames between window starts (default 100).
-        val_fraction: share of each training file held out at its end for validation (default 0.2).
+        val_fraction: share of each training file held out at its end for validation (default 0.2;
+            ``validation=block`` only).
+        validation: ``"block"`` (default: the last ``val_fraction`` of every training file), or
+            leave-one-group-out by ``"vehicle"``, ``"attack"`` or ``"file"``: every training
+            recording of the held-out group validates, every other one trains
+            (:mod:`kdgat.data.groups`). Test folders are never used.
+        holdout: the group held out in a grouped validation (``kia``, ``dos``, ``DoS-kia``);
+            ``None``: the dataset's declared default. Must be ``None`` with ``block``.
         on_error: malformed rows: ``"fail"`` or ``"skip"`` (skipped rows are counted in the cache).
         batch_size: training graphs per batch.
         eval_batch_size: graphs per validation and test batch.
@@ -55,6 +63,8 @@ class DataSettings:
     window: int = 100
     stride: int = 100
     val_fraction: float = 0.2
+    validation: str = "block"
+    holdout: Optional[str] = None
     on_error: str = "fail"
     batch_size: int = 64
     eval_batch_size: int = 256
@@ -68,6 +78,7 @@ class DataSettings:
     def __post_init__(self):
         check_dataset_name(self.dataset)
         check_windowing(self.window, self.stride, self.val_fraction, prefix="datamodule.")
+        check_validation_setting(self.validation, self.holdout, prefix="datamodule.")
         if self.num_workers < 0:
             raise ValueError(f"datamodule.num_workers={self.num_workers} must be >= 0 (0 assembles "
                              "batches in the training process)")

@@ -101,6 +101,37 @@ def _ranking_metrics(labels: np.ndarray, scores: np.ndarray) -> tuple[float, flo
     return float(roc_auc_score(labels, scores)), float(average_precision_score(labels, scores))
 
 
+def selection_metrics(labels, scores) -> dict[str, float]:
+    r"""The validation metrics a stage can select its epochs on (``val/auroc``, ``val/auprc``,
+    ``val/f1`` in :class:`kdgat.training.base.StageModule`).
+
+    * ``auroc``: area under the ROC curve;
+    * ``auprc``: average precision, :math:`\sum_k (R_k - R_{k-1}) P_k` (scikit-learn's
+      ``average_precision_score``, no interpolation);
+    * ``f1``: the best :math:`F_1` over every threshold of these scores (from
+      ``precision_recall_curve``), i.e. the validation F1 that ``threshold_rule=f1`` reaches.
+
+    Each is NaN, never 0, where it is undefined: no windows, a class missing, or a score that is
+    not finite (a diverged model).
+
+    Args:
+        labels: 1-D window labels, 0 = benign, 1 = attack.
+        scores: 1-D window scores, higher = more likely an attack.
+    """
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    undefined = {"auroc": math.nan, "auprc": math.nan, "f1": math.nan}
+    if len(labels) == 0 or labels.all() or not labels.any() or not np.isfinite(scores).all():
+        return undefined
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
+    return {"auroc": float(roc_auc_score(labels, scores)),
+            "auprc": float(average_precision_score(labels, scores)), "f1": float(f1.max())}
+
+
 def evaluate_scenarios(scores_by_scenario: dict[str, tuple], threshold: float) -> dict[str, dict]:
     """:func:`binary_metrics` per test scenario, plus ``"pooled"`` over all windows concatenated.
 

@@ -1,8 +1,16 @@
 """Decision thresholds: turning window scores into attack / benign decisions.
 
-A score is anything where higher means "more likely an attack" (a GAT probability, a VGAE
-reconstruction error, a fused score). A window is predicted an attack when
-``score >= threshold``; :func:`predict` is the single place that rule lives.
+A score is anything where higher means "more likely an attack". A window is predicted an attack
+when ``score >= threshold``; :func:`predict` is the single place that rule lives. What a fixed
+threshold (``threshold_rule=fixed threshold_fixed=VALUE``) means depends on the model's score:
+
+- GAT classifier (``classifier``): the attack-class probability, in [0, 1]; 0.5 is the argmax;
+- fusion (``dqn``, ``mlp``): a fused probability-like score, in [0, 1];
+- VGAE (``unsupervised``): a reconstruction error (node mean of feature MSE plus weighted id
+  cross-entropy), >= 0 and unbounded, on a scale set by the data and the model: 0.5 means
+  nothing in particular, so take VALUE from that model's benign validation scores;
+- baselines: ``majority`` scores every window with the training attack share (0.5 predicts the
+  training majority class); ``window_stats`` scores log-odds (0 is probability 0.5).
 
 Thresholds are fit on validation windows only. The earlier KD-GAT code fit them on test scores
 (UPSTREAM.md, mistake 5), so :func:`choose_threshold` takes validation arrays and nothing else.
@@ -18,15 +26,24 @@ ThresholdRule = Literal["f1", "youden", "fixed"]
 THRESHOLD_RULES: tuple[str, ...] = ("f1", "youden", "fixed")
 # Rules that fit the threshold to validation labels: they need benign and attack windows there.
 RULES_NEEDING_BOTH_CLASSES: tuple[str, ...] = ("f1", "youden")
-FIXED_THRESHOLD = 0.5  # what rule="fixed" returns unless given another value
+# rule="fixed"'s threshold unless given another: the default of kdgat-train's threshold_fixed.
+FIXED_THRESHOLD = 0.5
+
+
+def fixed_rule_hint() -> str:
+    """How ``kdgat-train`` selects a fixed threshold, with what VALUE means per model."""
+    return (f"threshold_rule=fixed threshold_fixed=VALUE (decides attack at score >= VALUE, "
+            f"default {FIXED_THRESHOLD}, fitting nothing on validation; VALUE is on the model's "
+            "score scale: a probability in [0, 1] for the GAT and fusion, a reconstruction error "
+            ">= 0 for the VGAE)")
 
 
 def one_class_options() -> str:
     """The ways out of a validation split with one class, naming keys ``kdgat-train`` accepts."""
-    return (f"threshold_rule=fixed (decides attack at score >= {FIXED_THRESHOLD}, fitting nothing "
-            "on validation); a larger datamodule.val_fraction=... (default 0.2), so that the "
+    return (f"{fixed_rule_hint()}; a larger datamodule.val_fraction=... (default 0.2), so that the "
             "validation block at the end of each training file reaches its attacks; or a "
-            "validation that holds out whole attack recordings (grouped, leave-one-group-out validation: not implemented yet)")
+            "validation that holds out whole training recordings by group (datamodule.validation="
+            "vehicle|attack|file datamodule.holdout=NAME; `kdgat data check` lists the groups)")
 
 
 def check_labels_scores(labels, scores, what: str = "scores") -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +114,9 @@ def choose_threshold(
         val_scores: 1-D validation scores, higher = more likely an attack.
         val_labels: 1-D validation labels, 0 = benign, 1 = attack.
         rule (str, optional): ``"f1"``, ``"youden"`` or ``"fixed"``. (default: ``"f1"``)
-        fixed (float, optional): The threshold returned by ``rule="fixed"``. (default: ``0.5``)
+        fixed (float, optional): The threshold returned by ``rule="fixed"``, on the scale of the
+            scores (see the module docstring); ``kdgat-train``'s ``threshold_fixed``.
+            (default: :data:`FIXED_THRESHOLD`, 0.5)
     """
     if rule not in THRESHOLD_RULES:
         raise ValueError(f"threshold rule must be one of {', '.join(THRESHOLD_RULES)}, got {rule!r}")
@@ -109,8 +128,8 @@ def choose_threshold(
         missing = "attack" if positives == 0 else "benign"
         raise ValueError(
             f"threshold rule {rule!r} needs validation windows of both classes, but validation has "
-            f"no {missing} windows ({len(labels)} windows); choose_threshold(rule='fixed', "
-            f"fixed=VALUE) needs none. In kdgat-train: {one_class_options()}"
+            f"no {missing} windows ({len(labels)} windows); rule='fixed' needs none "
+            f"(choose_threshold(..., rule='fixed', fixed=VALUE)). In kdgat-train: {one_class_options()}"
         )
 
     unique_scores, inverse = np.unique(scores, return_inverse=True)

@@ -28,6 +28,7 @@ def compose(steps: list[dict], cluster: str, runs_root: Path, passthrough: list[
 
     from kdgat.config.store import store
     from kdgat.launch.jobs import freeze
+    from kdgat.train import validate_settings
 
     store.add_to_hydra_store(overwrite_ok=True)
     configs = {}
@@ -37,6 +38,7 @@ def compose(steps: list[dict], cluster: str, runs_root: Path, passthrough: list[
                                                     f"cluster={cluster}"],
                                 return_hydra_config=True)
             freeze(cfg)
+            validate_settings(cfg)  # a bad value (monitor=val/acc) is refused before sbatch
             configs[step["key"]] = cfg
     return configs
 

@@ -41,16 +41,19 @@ def pipeline_points(dataset: str, sizes=("teacher", "student"), modality: str = 
     First the baselines (``majority`` and ``window_stats``: they need nothing, and every report
     shows them beside the models), then for every size: a VGAE trained on normal windows only and
     a GAT classifier on all samples (sizes below ``teacher`` distilled from the teacher with
-    ``distillation``), then the fusion agents that combine them (``dqn`` and the ``mlp``
-    baseline). Points a listed one depends on are included even when their size is not in
-    ``sizes`` (a student needs its teacher), so the list can be run top to bottom.
+    ``distillation``, and the same students trained without distillation, so that
+    ``kdgat report`` can pair every distilled point with its ``distillation=no`` twin by seed),
+    then the fusion agents that combine them (``dqn`` and the ``mlp`` baseline; below teacher,
+    distilled and not). Points a listed one depends on are included even when their size is not
+    in ``sizes`` (a student needs its teacher), so the list can be run top to bottom.
 
     Args:
         dataset (str): A dataset of ``modality``.
         sizes (tuple[str], optional): Model sizes to train. (default: ``("teacher", "student")``)
         modality (str, optional): (default: ``"automotive"``)
         distillation (str, optional): How sizes below teacher learn from it; fusion agents of
-            those sizes use ``standard`` (the only distillation fusion has). (default: ``"standard"``)
+            those sizes use ``standard`` (the only distillation fusion has). ``"no"`` lists no
+            distilled point. (default: ``"standard"``)
 
     Raises:
         kdgat.grid.InvalidGridPoint: an unknown dataset, size or distillation, listing the valid ones.
@@ -62,15 +65,20 @@ def pipeline_points(dataset: str, sizes=("teacher", "student"), modality: str = 
     ordered_sizes = sorted(dict.fromkeys(sizes), key=lambda s: (s != "teacher", SIZES.index(s)))
     wanted = [GridPoint(modality, dataset, "baseline", model, BASELINE_SIZE, "no", "all_samples")
               for model in BASELINE_MODELS]
+    def kinds(size: str, distilled: str) -> tuple[str, ...]:
+        # Below teacher: the distilled point, then its un-distilled control (needs no teacher).
+        return tuple(dict.fromkeys((distilled, "no"))) if size in DISTILLABLE_SIZES else ("no",)
+
     for size in ordered_sizes:
-        distilled = size in DISTILLABLE_SIZES
-        for learning_type, model in (("unsupervised", "vgae"), ("classifier", "gat")):
-            wanted.append(GridPoint(modality, dataset, learning_type, model, size,
-                                    distillation if distilled else "no", FUSION_INPUT_MODES[model]))
+        for kind in kinds(size, distillation):
+            for learning_type, model in (("unsupervised", "vgae"), ("classifier", "gat")):
+                wanted.append(GridPoint(modality, dataset, learning_type, model, size, kind,
+                                        FUSION_INPUT_MODES[model]))
     for size in ordered_sizes:
-        for model in ("dqn", "mlp"):
-            wanted.append(GridPoint(modality, dataset, "fusion", model, size,
-                                    "standard" if size in DISTILLABLE_SIZES else "no", "all_samples"))
+        # ``standard`` is the only distillation fusion has (none at all with distillation="no").
+        for kind in kinds(size, "no" if distillation == "no" else "standard"):
+            for model in ("dqn", "mlp"):
+                wanted.append(GridPoint(modality, dataset, "fusion", model, size, kind, "all_samples"))
     ordered: list[GridPoint] = []
 
     def visit(point: GridPoint) -> None:

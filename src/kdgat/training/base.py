@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import lightning as L
-import numpy as np
 import torch
 from torch import nn
 
 from kdgat.data.batch import GraphBatch
+from kdgat.training.monitors import LABEL_MONITORS, MONITOR_MODES, check_monitor, one_class_message
 from kdgat.training.settings import DistillationSettings, OptimizerSettings, SchedulerSettings
 
 
@@ -24,23 +24,27 @@ class StageModule(L.LightningModule):
     """Base of the stages. Subclasses implement ``losses(batch) -> dict`` (with ``"loss"``) and
     ``score(batch) -> (G,)`` where a higher score means "more likely an attack".
 
-    Validation logs the losses and the AUROC of the scores; the test-time evaluation (threshold on
-    validation, metrics per scenario) runs outside the module on ``score``.
+    Validation logs the losses and, from the scores of every validation window, ``val/auroc``,
+    ``val/auprc`` (average precision) and ``val/f1`` (the best F1 over all thresholds, what
+    ``threshold_rule=f1`` reaches; :func:`kdgat.evaluation.metrics.selection_metrics`), NaN where
+    undefined. The test-time evaluation (threshold on validation, metrics per scenario) runs
+    outside the module on ``score``.
 
     Args:
         optimizer: optimizer settings.
         scheduler: learning-rate schedule settings.
         distillation: distillation settings (the teacher itself is attached by the task).
-        monitor: validation metric for schedules, early stopping and the best checkpoint.
+        monitor: validation metric for schedules, early stopping and the best checkpoint, one of
+            :data:`kdgat.training.monitors.MONITOR_MODES` (the config's top-level ``monitor``).
+            A label-based one refuses an epoch whose validation windows lack a class.
     """
 
-    monitor_mode = {"val/loss": "min", "val/auroc": "max"}
+    monitor_mode = MONITOR_MODES
 
     def __init__(self, optimizer: OptimizerSettings, scheduler: SchedulerSettings,
                  distillation: DistillationSettings, monitor: str = "val/loss"):
         super().__init__()
-        if monitor not in self.monitor_mode:
-            raise ValueError(f"monitor={monitor!r}: choose one of {list(self.monitor_mode)}")
+        check_monitor(monitor)
         self.optimizer_settings, self.scheduler_settings = optimizer, scheduler
         self.distillation = distillation
         self.monitor = monitor
@@ -114,7 +118,7 @@ class StageModule(L.LightningModule):
         self._val_labels.append(batch.y.detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
-        from sklearn.metrics import roc_auc_score
+        from kdgat.evaluation.metrics import selection_metrics
 
         if not self._val_scores:
             return
@@ -122,9 +126,17 @@ class StageModule(L.LightningModule):
         labels = torch.cat(self._val_labels).numpy()
         self._val_scores.clear()
         self._val_labels.clear()
+        attacks = int(labels.sum())
+        if (self.monitor in LABEL_MONITORS and not 0 < attacks < len(labels)
+                and not (self._trainer is not None and self.trainer.sanity_checking)):
+            # The whole split was checked before the run (kdgat.train); this is the part of it an
+            # epoch saw (trainer.limit_val_batches). A NaN monitor would select nothing.
+            raise ValueError(one_class_message(
+                self.monitor, len(labels), attacks, "the validation this epoch saw")
+                + ", or validate on more windows (trainer.limit_val_batches=null)")
         # Undefined with one class: logged as NaN, never as 0 (see UPSTREAM mistake 4).
-        auroc = roc_auc_score(labels, scores) if len(np.unique(labels)) == 2 else float("nan")
-        self.log("val/auroc", float(auroc))
+        for name, value in selection_metrics(labels, scores).items():
+            self.log(f"val/{name}", value)
 
     # --- optimization ---------------------------------------------------------------------
     def trainable_parameters(self):

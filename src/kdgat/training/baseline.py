@@ -127,7 +127,8 @@ def run_baseline_stage(cfg, point: GridPoint, run_dir: Path) -> dict:
     inputs = module.fit(datamodule, run_dir / "checkpoints", seed=cfg.seed)
     print(f"kdgat: {point.model} baseline fit on {inputs['fit_windows']} training windows "
           f"in {inputs['fit_seconds']:.1f} s")
-    document = evaluate(module, datamodule, run_dir, threshold_rule=cfg.threshold_rule)
+    document = evaluate(module, datamodule, run_dir, threshold_rule=cfg.threshold_rule,
+                        threshold_fixed=cfg.threshold_fixed)
     pooled = document["test"]["pooled"]
     document["summary"] = {
         "grid_point": point.name, "parameters": module.network.parameters, "epochs": None,

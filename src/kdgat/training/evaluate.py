@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdgat.evaluation.thresholds import FIXED_THRESHOLD
+
 
 @torch.no_grad()
 def score_graphs(module, store, graphs: np.ndarray, batch_size: int = 512,
@@ -32,11 +34,17 @@ def score_graphs(module, store, graphs: np.ndarray, batch_size: int = 512,
 
 
 def evaluate(module, datamodule, run_dir: Path, threshold_rule: str = "f1",
-             device: torch.device | str = "cpu") -> dict:
+             device: torch.device | str = "cpu", threshold_fixed: float = FIXED_THRESHOLD) -> dict:
     """Choose the threshold on validation, score every test scenario, write the run's files.
 
     Writes ``metrics.json``, ``predictions.csv.gz`` and ``plots/roc_pr.png`` /
     ``plots/confusion_matrix.png`` into ``run_dir`` and returns the metrics document.
+
+    Args:
+        threshold_rule: how the threshold is fit on validation (``f1``, ``youden``, ``fixed``;
+            :func:`kdgat.evaluation.thresholds.choose_threshold`).
+        threshold_fixed: the threshold of ``threshold_rule="fixed"``, on the scale of the module's
+            scores (a probability for the GAT and fusion, a reconstruction error for the VGAE).
     """
     from kdgat.evaluation.metrics import binary_metrics, evaluate_scenarios, metrics_document
     from kdgat.evaluation.plots import plot_confusion_matrix, plot_roc_pr
@@ -47,7 +55,7 @@ def evaluate(module, datamodule, run_dir: Path, threshold_rule: str = "f1",
     val_graphs = store.graphs_of("val")
     val_scores = score_graphs(module, store, val_graphs, device=device)
     val_labels = store.y[val_graphs].astype(np.int64)
-    threshold = choose_threshold(val_scores, val_labels, rule=threshold_rule)
+    threshold = choose_threshold(val_scores, val_labels, rule=threshold_rule, fixed=threshold_fixed)
 
     by_scenario, rows = {}, {k: [] for k in ("file", "window_index", "scenario", "label",
                                              "attack_type", "score", "prediction")}

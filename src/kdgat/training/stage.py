@@ -67,7 +67,8 @@ def _learning_curves(run_dir: Path) -> dict[str, list]:
                 epoch = by_epoch.setdefault(int(float(row["epoch"])), {})
                 epoch.update({k: float(v) for k, v in row.items() if v not in ("", None) and k not in ("epoch", "step")})
     keys = sorted({k for values in by_epoch.values() for k in values})
-    return {k: [by_epoch[e].get(k) for e in sorted(by_epoch)] for k in keys}
+    # An undefined value (val/auroc of one-class validation) is NaN in the log, None (null) here.
+    return {k: [_float(by_epoch[e].get(k)) for e in sorted(by_epoch)] for k in keys}
 
 
 def run_stage(cfg, point: GridPoint, run_dir: Path, needs: dict[str, Path]) -> dict:
@@ -90,19 +91,22 @@ def run_stage(cfg, point: GridPoint, run_dir: Path, needs: dict[str, Path]) -> d
     datamodule.setup("fit")
     module = build_module(cfg, point, datamodule, needs)
 
-    monitor = module.monitor
+    monitor = module.monitor  # cfg.monitor (kdgat.training.monitors)
     mode = module.monitor_mode[monitor]
     checkpoints = run_dir / "checkpoints"
     # best.ckpt follows the monitored metric; last.ckpt is written after EVERY epoch by its own
     # callback (save_last=True on a monitored checkpoint only writes it when best improves, and a
-    # requeued job would then train the later epochs twice).
+    # requeued job would then train the later epochs twice). A NaN monitor would be stored as the
+    # worst value (best.ckpt frozen at its first epoch): a label-based monitor refuses one-class
+    # validation before the run and in every epoch (StageModule), and a NaN val/loss (diverged)
+    # stops training through EarlyStopping's check_finite.
     callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode=mode,
                                  save_top_k=1, enable_version_counter=False),
                  ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1,
                                  every_n_epochs=1, enable_version_counter=False)]
     if cfg.early_stopping.enabled:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping.patience,
-                                       min_delta=cfg.early_stopping.min_delta))
+                                       min_delta=cfg.early_stopping.min_delta, check_finite=True))
     extra = {"reload_dataloaders_every_n_epochs": 1} if datamodule.curriculum is not None else {}
     plugins = [AtomicCheckpointIO()]
     if "SLURM_JOB_ID" in os.environ:
@@ -127,7 +131,8 @@ def run_stage(cfg, point: GridPoint, run_dir: Path, needs: dict[str, Path]) -> d
     best = checkpoints / "best.ckpt"
     if best.is_file():  # evaluate the best epoch, loaded strictly
         module.load_state_dict(load_checkpoint(best)["state_dict"])
-    document = evaluate(module, datamodule, run_dir, threshold_rule=cfg.threshold_rule)
+    document = evaluate(module, datamodule, run_dir, threshold_rule=cfg.threshold_rule,
+                        threshold_fixed=cfg.threshold_fixed)
     curves = _learning_curves(run_dir)
     if curves:
         plot_learning_curves(curves, run_dir / "plots" / "learning_curves.png")
