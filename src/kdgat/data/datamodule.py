@@ -259,9 +259,13 @@ class CANGraphDataModule(L.LightningDataModule):
             if self.params.validation != "block":
                 self.validation_plan()
             return
+        check_validation(self.cache(), threshold_rule, self.dataset)
+
+    def cache(self) -> GraphCache:
+        """The prepared cache (built or loaded on first use), without setting up the store."""
         if self._cache_folder is None:
             self.prepare_data()
-        check_validation(GraphCache(self._cache_folder), threshold_rule, self.dataset)
+        return GraphCache(self._cache_folder)
 
     def setup(self, stage: str | None = None) -> None:
         if self.store is not None:

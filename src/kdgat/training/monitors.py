@@ -41,7 +41,7 @@ def one_class_message(monitor: str, windows: int, attacks: int, where: str) -> s
 def check_validation_classes(monitor: str, datamodule) -> None:
     """Refuse a label-based ``monitor`` when the validation split lacks a class.
 
-    ``datamodule`` is prepared and set up (cheap: the cache is memory-mapped) when needed.
+    ``datamodule``'s cache is prepared (or loaded) when needed; only its metadata is read.
 
     Raises:
         ValueError: naming the split's counts, every training file's validation windows by class
@@ -49,15 +49,15 @@ def check_validation_classes(monitor: str, datamodule) -> None:
     """
     if monitor not in LABEL_MONITORS:
         return
-    datamodule.setup("fit")
-    meta = datamodule.store.meta
+    cache = datamodule.cache()  # its metadata only: no store, no vocabulary
+    meta = cache.meta
     windows, attacks = meta["graphs_per_split"]["val"], meta["attacks_per_split"]["val"]
     if 0 < attacks < windows:
         return
     from kdgat.data.datamodule import validation_classes
 
     files = "\n".join(f"  {f['file']}: {f['benign']} benign, {f['attack']} attack"
-                      for f in validation_classes(datamodule.store.cache))
+                      for f in validation_classes(cache))
     params = meta["params"]
     if params.get("validation", "block") == "block":
         ways = (f"datamodule.val_fraction=..., now {params['val_fraction']}, or a grouped "
