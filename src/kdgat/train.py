@@ -87,6 +87,9 @@ def validate_settings(cfg) -> None:
     if isinstance(fixed, bool) or not isinstance(fixed, (int, float)) or not math.isfinite(fixed):
         raise ValueError(f"threshold_fixed={fixed!r} is not valid: use a finite number on the "
                          "model's score scale (the threshold of threshold_rule=fixed)")
+    from kdgat.evaluation.protocols import protocol_settings
+
+    protocol_settings(cfg)
     from kdgat.training.monitors import check_monitor
 
     # ``monitor`` sets ``module.monitor``; an old saved config may carry only the latter.

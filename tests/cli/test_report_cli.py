@@ -84,8 +84,9 @@ def test_single_runs_report_with_n_1_and_no_interval(kdgat, pipeline_runs):
     result = kdgat("report")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert out.splitlines()[0] == ("== automotive/set_01: 6 point(s), 6 completed run(s) aggregated by seed, "
-                                   "1 left apart")
+    assert out.splitlines()[:2] == ["evaluation protocol: strict (kdgat.evaluation.protocols)",
+                                    "== automotive/set_01: 6 point(s), 6 completed run(s) aggregated by seed, "
+                                    "1 left apart"]
     overview, per_f1, per_auroc = lines_starting(out, "classifier_gat_teacher_no_all_samples")[:3]
     # n, seeds, params, epochs, threshold, rule, pooled f1 (mean of 0.9, 0.8), auroc, accuracy, run
     assert overview[1:] == ["1", "0", "8000", "3", "0.5000", "f1", "0.8500", "0.9500", "0.8500",
@@ -203,6 +204,36 @@ def test_report_out_writes_csv_markdown_json_and_plots(capsys, tmp_path):
         assert (out / f"{png}_f1_automotive_set_01.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_protocol_reports_the_causal_sections_and_skips_runs_without_them(capsys, tmp_path):
+    root = tmp_path / "runs"
+    causal_f1 = {0: 0.70, 1: 0.74, 2: 0.78}
+    for seed, value in causal_f1.items():
+        run_dir = replicate(root, TEACHER_GAT, seed + 1, seed, f1={T01: 0.9, T02: 0.9})
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        causal = {key: json.loads(json.dumps(metrics[key])) for key in ("test", "validation", "threshold")}
+        causal["test"]["pooled"]["f1"] = value
+        causal["threshold"] = {"value": 2.5, "rule": "benign_quantile", "fit_on": "validation"}
+        metrics |= {"protocol": "strict", "protocols": {"causal_recording": {"unavailable": None, **causal}}}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    old = replicate(root, TEACHER_GAT, 4, 3, f1={T01: 0.9, T02: 0.9})  # written before the protocol
+    assert main(["report", "--runs-root", str(root), "--protocol", "causal_recording", "--json"]) == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert document["protocol"] == "causal_recording"
+    (part,) = document["datasets"]
+    (gat,) = part["points"]
+    pooled = gat["scenarios"]["pooled"]["f1"]
+    assert gat["n"] == 3 and gat["seeds"] == [0, 1, 2]
+    assert pooled["mean"] == pytest.approx(0.74)
+    assert f"skipped {old}: it has no causal_recording results (run before the protocol existed)" in captured.err
+    assert main(["report", "--runs-root", str(root), "--protocol", "causal_recording"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "evaluation protocol: causal_recording (kdgat.evaluation.protocols)"
+    assert main(["report", "--runs-root", str(root), "--json"]) == 0  # strict: all four runs
+    strict = json.loads(capsys.readouterr().out)["datasets"][0]["points"][0]
+    assert strict["n"] == 4 and strict["scenarios"]["pooled"]["f1"]["mean"] == pytest.approx(0.9)
+
+
 def test_unreadable_metrics_and_gone_dependency_runs(capsys, tmp_path):
     root = tmp_path / "runs"
     broken = replicate(root, "hcrl_ch/classifier/gat/teacher/no/all_samples", 1)
@@ -222,7 +253,7 @@ def test_unreadable_metrics_and_gone_dependency_runs(capsys, tmp_path):
 def test_dataset_and_filter_select_and_empty_selection(capsys, pipeline_runs):
     assert main(["report", "--dataset", "set_01", "--filter", "model=gat"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("== automotive/set_01: 2 point(s), 2 completed run(s)")
+    assert out.splitlines()[1].startswith("== automotive/set_01: 2 point(s), 2 completed run(s)")
     assert "vgae" not in out and "fusion vs" not in out
     assert main(["report", "--dataset", "hcrl_sa"]) == 0
     assert capsys.readouterr().out.startswith(f"no completed runs under {pipeline_runs['root']}")
@@ -276,3 +307,11 @@ def test_real_runs_of_two_seeds_aggregate_and_another_config_stays_apart(tmp_pat
     assert pooled["n"] == 2 and pooled["mean"] == pytest.approx(sum(values) / 2)
     result = run([*command("kdgat"), "report", "--runs-root", root], env, tmp_path)
     assert result.returncode == 0 and "2 completed run(s) aggregated by seed, 1 left apart" in result.stdout
+    # Every real run carries the causal_recording protocol beside the strict one.
+    result = run([*command("kdgat"), "report", "--runs-root", root, "--protocol", "causal_recording", "--json"],
+                 env, tmp_path)
+    assert result.returncode == 0, output(result)
+    (causal,) = json.loads(result.stdout)["datasets"][0]["points"]
+    documents = [json.loads((Path(r) / "metrics.json").read_text()) for r in causal["runs"]]
+    values = [d["protocols"]["causal_recording"]["test"]["pooled"]["f1"] for d in documents]
+    assert causal["n"] == 2 and causal["scenarios"]["pooled"]["f1"]["mean"] == pytest.approx(sum(values) / 2)

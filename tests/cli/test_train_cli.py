@@ -175,6 +175,8 @@ def test_invalid_grid_combination_lists_the_valid_values(overrides, message, tra
     ("datamodule.val_fraction=1.5", "datamodule.val_fraction=1.5: the validation share of each training file"),
     ("datamodule.num_workers=-1", "datamodule.num_workers=-1 must be >= 0"),
     ("seed=-1", "seed=-1 is not valid: use an integer from 0 to 4294967295"),
+    ("protocol.rule=lenient", "protocol.rule='lenient' must be one of benign_quantile, f1, youden, fixed"),
+    ("protocol.benign_fpr=0", "protocol.benign_fpr=0.0 must lie strictly between 0 and 1"),
 ])
 def test_bad_setting_value_is_refused_before_any_run_dir(override, message, train, tmp_path):
     result = train(tmp_path, *SMOKE, override)

@@ -278,14 +278,24 @@ def check_run_dir(run_dir: Path, datamodule, *, checkpoints: bool = True) -> dic
 
     with gzip.open(run_dir / "predictions.csv.gz", "rt") as handle:
         header, *rows = handle.read().splitlines()
-    assert header.split(",") == ["file", "window_index", "scenario", "label", "attack_type", "score",
-                                 "prediction"]
+    columns = header.split(",")
+    assert columns == ["file", "window_index", "scenario", "label", "attack_type", "score",
+                       "prediction", "evidence", "causal_z", "causal_prediction"]
     assert len(rows) == sum(windows.values())
     per_scenario: dict[str, int] = {}
     for line in rows:
         scenario = line.split(",")[2]
         per_scenario[scenario] = per_scenario.get(scenario, 0) + 1
     assert per_scenario == windows
+
+    # The causal_recording protocol beside the strict one, over the same windows.
+    assert metrics["protocol"] == "strict"
+    causal = metrics["protocols"]["causal_recording"]
+    assert causal["unavailable"] is None and causal["threshold"]["fit_on"] == "validation"
+    assert {s: v["n"] for s, v in causal["test"].items()} == {s: v["n"] for s, v in metrics["test"].items()}
+    for line in rows[:200]:
+        row = dict(zip(columns, line.split(",")))
+        assert int(row["causal_prediction"]) == int(float(row["causal_z"]) >= causal["threshold"]["value"])
 
     plots = {p.name for p in (run_dir / "plots").glob("*.png")}
     assert {"roc_pr.png", "confusion_matrix.png"} <= plots

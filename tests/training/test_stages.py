@@ -209,6 +209,14 @@ def test_evaluation_fits_the_threshold_on_validation_and_applies_it_to_every_sce
     # A scenario without attacks has no AUROC: null with a note, never 0.
     suppress = document["test"]["test_05_suppress"]
     assert suppress["positives"] == 0 and suppress["auroc"] is None and suppress["notes"]
+    # causal_recording: the evidence is the GAT's logit margin (the same ranking as the
+    # probability, unsaturated); its threshold keeps benign validation alarms within the budget.
+    causal = document["protocols"]["causal_recording"]
+    assert causal["threshold"]["rule"] == "benign_quantile" and causal["threshold"]["fit_on"] == "validation"
+    assert causal["validation"]["fpr"] <= causal["settings"]["benign_fpr"]
+    for line in rows[:50]:
+        row = dict(zip(columns, line.split(",")))
+        assert 1 / (1 + np.exp(-float(row["evidence"]))) == pytest.approx(float(row["score"]), abs=1e-5)
 
 
 # --------------------------------------------------------------------------- kdgat-train

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from kdgat.cli.grid import add_filter_argument, parse_filters
 from kdgat.data.datasets import runs_root
+from kdgat.evaluation.protocols import PROTOCOLS, STRICT, protocol_view
 from kdgat.grid import all_points
 from kdgat.runs.inventory import scan
 
@@ -39,6 +40,10 @@ def register(parser) -> None:
                         help="also write CSV, Markdown and JSON files and plots here")
     parser.add_argument("--metric", choices=METRICS, default="f1",
                         help="metric per scenario, in the comparisons and in the plots (default f1)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=STRICT,
+                        help="evaluation protocol whose test metrics are reported (default strict: "
+                             "one validation threshold for every window; causal_recording: scores "
+                             "standardised against each recording's earlier windows)")
     parser.add_argument("--json", action="store_true",
                         help="print the report as one JSON document (every scenario and metric)")
     parser.set_defaults(run=run)
@@ -54,6 +59,11 @@ def run(args) -> int:
         records = []
         for completed in (run for run in found.runs if run.status == "completed"):
             metrics, problem = completed.metrics()
+            if metrics is not None:
+                metrics, missing = protocol_view(metrics, args.protocol)
+                if metrics is None:
+                    print(f"kdgat report: skipped {completed.run_dir}: {missing}", file=sys.stderr)
+                    continue
             if metrics is None:
                 print(f"kdgat report: skipped a completed run whose metrics cannot be read: {problem}",
                       file=sys.stderr)
@@ -68,7 +78,7 @@ def run(args) -> int:
         print(json.dumps({"runs_root": str(root), "datasets": [], "note": message}) if args.json else message)
         return 0
     sections = [{"modality": modality, "dataset": dataset, "groups": list(groups.values()),
-                 "comparisons": comparisons(groups)} for (modality, dataset), groups in by_dataset.items()]
+                 "comparisons": comparisons(groups), "protocol": args.protocol} for (modality, dataset), groups in by_dataset.items()]
     # Files first: a reader that closes the pipe early (`| head`) must not cost them.
     written = write_outputs(Path(args.out), sections, args.metric, root) if args.out else []
     try:
@@ -122,7 +132,8 @@ def comparison_document(comparison) -> dict:
 def json_document(sections: list[dict], root, metric: str) -> dict:
     from kdgat.evaluation.aggregate import CONFIDENCE, DATA_KEY, IGNORED_KEYS
 
-    return {"runs_root": str(root), "metric": metric, "confidence": CONFIDENCE,
+    protocol = sections[0].get("protocol", STRICT) if sections else STRICT
+    return {"runs_root": str(root), "metric": metric, "protocol": protocol, "confidence": CONFIDENCE,
             "ignored_config_keys": IGNORED_KEYS, "data_key": DATA_KEY,
             "datasets": [{"modality": part["modality"], "dataset": part["dataset"],
                           "points": [point_document(group) for group in part["groups"]],

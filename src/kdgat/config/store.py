@@ -19,7 +19,8 @@ Groups and what they set (``_global_`` options write the grid dimension plus the
 - ``optimizer``, ``scheduler``: ``module.optimizer`` / ``module.scheduler``;
 - ``trainer``: the Lightning Trainer; ``cluster``: the Hydra launcher;
 - top-level keys beside the groups: ``seed``, ``monitor`` (interpolated into ``module.monitor``),
-  ``threshold_rule`` and ``threshold_fixed``, the roots, ``allow_targets``;
+  ``threshold_rule`` and ``threshold_fixed``, ``protocol`` (the settings of the
+  ``causal_recording`` evaluation protocol), the roots, ``allow_targets``;
 - ``experiment``: one per valid grid point, named after it (served by :mod:`kdgat.config.experiments`).
 """
 
@@ -32,6 +33,7 @@ from hydra_zen import ZenField as zf
 from hydra_zen import builds, make_config, store
 
 from kdgat.data.datasets import MODALITIES
+from kdgat.evaluation.protocols import CausalSettings
 from kdgat.evaluation.thresholds import FIXED_THRESHOLD
 from kdgat.data.settings import DataSettings
 from kdgat.grid import LEARNING_TYPES, SIZES
@@ -70,6 +72,7 @@ CurriculumConf = builds(CurriculumSettings, populate_full_signature=True)
 FusionConf = builds(FusionSettings, populate_full_signature=True)
 EarlyStoppingConf = builds(EarlyStoppingSettings, populate_full_signature=True)
 TrackingConf = builds(TrackingSettings, populate_full_signature=True)
+ProtocolConf = builds(CausalSettings, populate_full_signature=True)
 DataModuleConf = targeting(DataSettings, "kdgat.data.datamodule.CANGraphDataModule",
                            dataset="${grid.dataset}", data_root="${data_root}",
                            cache_dir="${cache_dir}", seed="${seed}")
@@ -121,6 +124,9 @@ TrainConf = make_config(
     # f1, youden, fixed) and the threshold of threshold_rule=fixed, on the model's score scale.
     threshold_rule=zf(str, "f1"),
     threshold_fixed=zf(float, FIXED_THRESHOLD),
+    # The causal_recording evaluation protocol, reported beside the strict one
+    # (kdgat.evaluation.protocols).
+    protocol=ProtocolConf,
     # Outside callables a config may instantiate, named on purpose (kdgat.runs.allowlist).
     allow_targets=zf(List[str], []),
     run_dir=None,

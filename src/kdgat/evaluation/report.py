@@ -286,6 +286,9 @@ def render(sections: list[dict], metric: str, root, markdown: bool) -> str:
     """
     digits = 3 if markdown else 4
     out = [f"# kdgat report: {root}\n"] if markdown else []
+    protocol = sections[0].get("protocol", "strict") if sections else "strict"
+    line = f"evaluation protocol: {protocol} (kdgat.evaluation.protocols)"
+    out.append(line + ("\n" if markdown else ""))
     for part in sections:
         for level, title, rows, notes in report_blocks(part, metric, digits, markdown):
             columns = columns_of(rows)

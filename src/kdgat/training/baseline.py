@@ -118,6 +118,7 @@ def run_baseline_stage(cfg, point: GridPoint, run_dir: Path) -> dict:
     from hydra.utils import instantiate
 
     from kdgat.runs.rundir import write_json
+    from kdgat.evaluation.protocols import protocol_settings
     from kdgat.training.evaluate import evaluate
 
     datamodule = instantiate(cfg.datamodule)
@@ -128,7 +129,7 @@ def run_baseline_stage(cfg, point: GridPoint, run_dir: Path) -> dict:
     print(f"kdgat: {point.model} baseline fit on {inputs['fit_windows']} training windows "
           f"in {inputs['fit_seconds']:.1f} s")
     document = evaluate(module, datamodule, run_dir, threshold_rule=cfg.threshold_rule,
-                        threshold_fixed=cfg.threshold_fixed)
+                        threshold_fixed=cfg.threshold_fixed, protocol=protocol_settings(cfg))
     pooled = document["test"]["pooled"]
     document["summary"] = {
         "grid_point": point.name, "parameters": module.network.parameters, "epochs": None,

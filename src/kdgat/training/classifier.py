@@ -58,3 +58,11 @@ class ClassifierModule(StageModule):
         logits = self.network(batch.x, batch.node_id, batch.edge_index, batch.edge_attr,
                               batch.batch, batch.num_graphs)
         return logits.softmax(dim=-1)[:, 1]
+
+    @torch.no_grad()
+    def score_evidence(self, batch: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(attack probability, logit margin)`` per window: the margin is the same ranking on a
+        scale that does not saturate (the evidence of :mod:`kdgat.evaluation.protocols`)."""
+        logits = self.network(batch.x, batch.node_id, batch.edge_index, batch.edge_attr,
+                              batch.batch, batch.num_graphs)
+        return logits.softmax(dim=-1)[:, 1], logits[:, 1] - logits[:, 0]

@@ -156,3 +156,9 @@ class FusionModule(StageModule):
         if self.kind == "mlp":
             return torch.sigmoid(self.network(state))
         return fuse(v, p, self.network.greedy_alpha(state))
+
+    @torch.no_grad()
+    def score_evidence(self, batch: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(fused score, its logit)``, the logit clipped at 1e-6 from 0 and 1."""
+        score = self.score(batch)
+        return score, torch.logit(score.clamp(1e-6, 1 - 1e-6))

@@ -83,6 +83,7 @@ def run_stage(cfg, point: GridPoint, run_dir: Path, needs: dict[str, Path]) -> d
 
     from kdgat.evaluation.plots import plot_learning_curves
     from kdgat.models.sizes import count_parameters
+    from kdgat.evaluation.protocols import protocol_settings
     from kdgat.training.evaluate import evaluate
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -132,7 +133,7 @@ def run_stage(cfg, point: GridPoint, run_dir: Path, needs: dict[str, Path]) -> d
     if best.is_file():  # evaluate the best epoch, loaded strictly
         module.load_state_dict(load_checkpoint(best)["state_dict"])
     document = evaluate(module, datamodule, run_dir, threshold_rule=cfg.threshold_rule,
-                        threshold_fixed=cfg.threshold_fixed)
+                        threshold_fixed=cfg.threshold_fixed, protocol=protocol_settings(cfg))
     curves = _learning_curves(run_dir)
     if curves:
         plot_learning_curves(curves, run_dir / "plots" / "learning_curves.png")

@@ -65,3 +65,9 @@ class UnsupervisedModule(StageModule):
     def score(self, batch: GraphBatch) -> torch.Tensor:
         """Anomaly score per window (higher = more anomalous)."""
         return self.network.anomaly_score(*self._args(batch))
+
+    @torch.no_grad()
+    def score_evidence(self, batch: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(anomaly score, its log)``: errors span orders of magnitude across recordings."""
+        score = self.score(batch)
+        return score, torch.log(score.clamp_min(1e-12))

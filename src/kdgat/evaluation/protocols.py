@@ -1,0 +1,205 @@
+"""Evaluation protocols: how a window's score becomes an attack / benign decision.
+
+Two protocols are computed for every run and kept apart in ``metrics.json``, so a report never
+mixes them (``kdgat report --protocol NAME`` picks one):
+
+``strict`` (the ``test`` section, always reported)
+    One threshold is fit on validation windows and applied, unchanged, to every test window. A
+    score means the same thing on every vehicle; a new vehicle whose benign traffic scores higher
+    than the training vehicles' is flagged wholesale.
+
+``causal_recording`` (``protocols.causal_recording``)
+    Each window's *evidence* (the model's score on an unbounded scale: the GAT's logit margin,
+    the log of the VGAE's reconstruction error, the logit of a fused score) is standardised
+    against the same recording's **earlier** windows only: ``z = (e - median) / scale`` over the
+    last ``history`` windows that ended before this window starts, with ``scale`` = 1.4826 × MAD
+    (never below ``floor`` × the validation reference scale). No label of the recording and no
+    frame at or after the window is used, so a detector running on a live bus could compute the
+    same number. Until ``min_history`` earlier windows exist, the reference is the benign
+    validation windows' median and scale (what the strict protocol would use). The threshold on
+    ``z`` is fit on validation windows standardised the same way: by default at the
+    ``1 - benign_fpr`` quantile of the benign validation windows' ``z`` (a false-alarm budget),
+    or with the run's ``f1`` / ``youden`` rule, or a fixed ``z``.
+
+The median over earlier windows is robust while attack windows are a minority of a recording's
+recent past; a recording that is mostly attack from its first window is standardised against its
+attack and is detected by the warm-up reference only. This is why the protocol is reported beside
+the strict one, never instead of it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+STRICT = "strict"
+CAUSAL_RECORDING = "causal_recording"
+PROTOCOLS: tuple[str, ...] = (STRICT, CAUSAL_RECORDING)
+CAUSAL_RULES: tuple[str, ...] = ("benign_quantile", "f1", "youden", "fixed")
+MAD_TO_SD = 1.4826  # the MAD of a normal distribution times this is its standard deviation
+
+
+@dataclass(frozen=True)
+class CausalSettings:
+    """Settings of the ``causal_recording`` protocol (``kdgat-train protocol.NAME=VALUE``).
+
+    Attributes:
+        history: earlier windows of the recording the reference is taken from (the most recent).
+        min_history: fewer earlier windows than this: the validation reference is used.
+        floor: the smallest scale, as a fraction of the validation reference scale.
+        rule: how the threshold on ``z`` is fit on validation: ``benign_quantile`` (the
+            ``1 - benign_fpr`` quantile of benign validation ``z``), ``f1``, ``youden`` (as
+            ``threshold_rule``), or ``fixed`` (``fixed_z``, fitting nothing).
+        benign_fpr: the false-alarm budget of ``benign_quantile``.
+        fixed_z: the threshold of ``rule=fixed``.
+    """
+
+    history: int = 1000
+    min_history: int = 20
+    floor: float = 0.1
+    rule: str = "benign_quantile"
+    benign_fpr: float = 0.01
+    fixed_z: float = 3.0
+
+    def __post_init__(self):
+        problems = []
+        if not (isinstance(self.history, int) and self.history >= 1):
+            problems.append(f"protocol.history={self.history!r} must be an integer >= 1")
+        if not (isinstance(self.min_history, int) and 0 <= self.min_history <= self.history):
+            problems.append(f"protocol.min_history={self.min_history!r} must be an integer from 0 "
+                            f"to protocol.history ({self.history})")
+        if not (self.floor > 0):
+            problems.append(f"protocol.floor={self.floor!r} must be > 0")
+        if self.rule not in CAUSAL_RULES:
+            problems.append(f"protocol.rule={self.rule!r} must be one of {', '.join(CAUSAL_RULES)}")
+        if not (0 < self.benign_fpr < 1):
+            problems.append(f"protocol.benign_fpr={self.benign_fpr!r} must lie strictly between 0 and 1")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def protocol_settings(cfg) -> CausalSettings:
+    """The settings in a run config's ``protocol`` node (a config saved before it: the defaults)."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.select(cfg, "protocol")
+    if node is None:
+        return CausalSettings()
+    values = OmegaConf.to_container(node, resolve=True)
+    return CausalSettings(**{k: v for k, v in values.items() if not k.startswith("_")})
+
+
+def reference(evidence: np.ndarray, labels: np.ndarray | None = None) -> tuple[float, float]:
+    """``(median, scale)`` of the benign windows' evidence (all windows when none is benign).
+
+    The scale is 1.4826 × MAD, or the standard deviation where the MAD is 0, or 1.
+    """
+    evidence = np.asarray(evidence, dtype=np.float64)
+    if labels is not None and (np.asarray(labels) == 0).any():
+        evidence = evidence[np.asarray(labels) == 0]
+    if len(evidence) == 0:
+        return 0.0, 1.0
+    center = float(np.median(evidence))
+    scale = MAD_TO_SD * float(np.median(np.abs(evidence - center)))
+    if not scale > 0:
+        scale = float(np.std(evidence))
+    return center, scale if scale > 0 else 1.0
+
+
+def _trailing_median_mad(values: np.ndarray, ends: np.ndarray, history: int):
+    """Median and MAD of ``values[max(0, k - history):k]`` for every ``k`` in ``ends``."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    padded = np.concatenate([np.full(history, np.nan), values])
+    rows = sliding_window_view(padded, history)  # row k holds values[k - history : k]
+    keys, inverse = np.unique(ends, return_inverse=True)
+    center, spread = np.empty(len(keys)), np.empty(len(keys))
+    step = max(1, 4_000_000 // history)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows of only NaN: replaced by the caller
+        for start in range(0, len(keys), step):
+            block = rows[keys[start:start + step]]
+            median = np.nanmedian(block, axis=1)
+            center[start:start + step] = median
+            spread[start:start + step] = np.nanmedian(np.abs(block - median[:, None]), axis=1)
+    return center[inverse], spread[inverse]
+
+
+def causal_standardise(evidence, recordings, starts, window: int, fallback: tuple[float, float],
+                       settings: CausalSettings = CausalSettings()) -> np.ndarray:
+    """Each window's evidence standardised against its recording's earlier windows.
+
+    Args:
+        evidence: ``(K,)`` evidence per window.
+        recordings: ``(K,)`` which recording each window belongs to (any hashable codes).
+        starts: ``(K,)`` first frame of each window in its recording.
+        window: frames per window (a window ``j`` is "earlier" than ``i`` when it ends before
+            ``i`` starts: ``starts[j] + window <= starts[i]``).
+        fallback: ``(median, scale)`` used while a recording has fewer than ``min_history``
+            earlier windows (:func:`reference` of the benign validation windows).
+    """
+    evidence = np.asarray(evidence, dtype=np.float64)
+    recordings, starts = np.asarray(recordings), np.asarray(starts, dtype=np.int64)
+    if not (len(evidence) == len(recordings) == len(starts)):
+        raise ValueError(f"evidence, recordings and starts differ in length: {len(evidence)}, "
+                         f"{len(recordings)}, {len(starts)}")
+    z = np.empty(len(evidence))
+    fallback_center, fallback_scale = fallback
+    floor = settings.floor * fallback_scale
+    for code in np.unique(recordings):
+        where = np.flatnonzero(recordings == code)
+        where = where[np.argsort(starts[where], kind="stable")]
+        values, first = evidence[where], starts[where]
+        ended = np.searchsorted(first, first - window, side="right")  # earlier windows of each
+        center, mad = _trailing_median_mad(values, ended, settings.history)
+        scale = MAD_TO_SD * mad
+        warm_up = np.minimum(ended, settings.history) < max(settings.min_history, 1)
+        center[warm_up], scale[warm_up] = fallback_center, fallback_scale
+        z[where] = (values - center) / np.maximum(scale, floor)
+    return z
+
+
+def causal_threshold(z: np.ndarray, labels: np.ndarray, settings: CausalSettings) -> float:
+    """The threshold on ``z``, fit on validation windows by ``settings.rule``."""
+    from kdgat.evaluation.thresholds import choose_threshold
+
+    if settings.rule == "fixed":
+        return float(settings.fixed_z)
+    if settings.rule == "benign_quantile":
+        benign = np.asarray(z)[np.asarray(labels) == 0]
+        if len(benign) == 0:
+            raise ValueError("protocol.rule=benign_quantile needs benign validation windows, and "
+                             "validation has none; use protocol.rule=fixed protocol.fixed_z=VALUE")
+        # The smallest threshold that flags at most benign_fpr of the benign validation windows.
+        return float(np.quantile(benign, 1.0 - settings.benign_fpr, method="higher")) + 1e-9
+    return choose_threshold(z, labels, rule=settings.rule)
+
+
+def settings_document(settings: CausalSettings, fallback: tuple[float, float]) -> dict:
+    """What ``metrics.json`` records of how the protocol was computed."""
+    return {**asdict(settings), "reference_median": float(fallback[0]),
+            "reference_scale": float(fallback[1]), "evidence_fit_on": "validation (benign windows)"}
+
+
+def protocol_view(metrics: dict, protocol: str) -> tuple[dict | None, str | None]:
+    """``metrics.json`` as seen under ``protocol``: its ``test``, ``validation`` and ``threshold``
+    sections replaced by the protocol's, so every reader of those sections reads one protocol.
+
+    Returns ``(view, None)``, or ``(None, why)`` when the run did not compute the protocol.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    recorded = metrics.get("protocol", STRICT)
+    if protocol == recorded:
+        return metrics, None
+    section = (metrics.get("protocols") or {}).get(protocol)
+    if not isinstance(section, dict):
+        return None, f"it has no {protocol} results (run before the protocol existed)"
+    if section.get("unavailable"):
+        return None, f"its {protocol} results are unavailable: {section['unavailable']}"
+    view = {**metrics, "protocol": protocol}
+    for key in ("test", "validation", "threshold"):
+        view[key] = section[key]
+    return view, None
