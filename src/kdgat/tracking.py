@@ -347,13 +347,18 @@ def _metrics(document: dict) -> list:
     values = []
     for name, series in (document.get("history") or {}).items():
         values += [Metric(name, float(v), 0, step) for step, v in enumerate(series) if v is not None]
-    for section in ("validation", "test"):
-        scopes = {"": document.get(section)} if section == "validation" else document.get(section) or {}
-        for scope, numbers in scopes.items():
-            for key, value in (numbers or {}).items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    name = f"{section}/{scope}/{key}" if scope else f"{section}/{key}"
-                    values.append(Metric(name, float(value), 0, 0))
+    # The strict protocol as validation/..., test/...; every other one under its name
+    # (causal_recording/test/pooled/f1), so the two are never mixed in the tracking UI either.
+    protocols = [("", document)] + [(f"{name}/", part) for name, part in (document.get("protocols") or {}).items()
+                                    if isinstance(part, dict) and not part.get("unavailable")]
+    for prefix, part in protocols:
+        for section in ("validation", "test"):
+            scopes = {"": part.get(section)} if section == "validation" else part.get(section) or {}
+            for scope, numbers in scopes.items():
+                for key, value in (numbers or {}).items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        name = f"{section}/{scope}/{key}" if scope else f"{section}/{key}"
+                        values.append(Metric(prefix + name, float(value), 0, 0))
     return values
 
 
@@ -406,7 +411,7 @@ def log_run_dir(run_dir: Path, uri: str) -> str:
     for start in range(0, len(values), 500):
         client.log_batch(run_id, metrics=values[start:start + 500])
     for name in ("config.yaml", "overrides.yaml", "metrics.json", "env.json", "status.json",
-                 "predictions.csv.gz"):
+                 "predictions.csv.gz", "validation_predictions.csv.gz"):
         if (run_dir / name).is_file():
             client.log_artifact(run_id, str(run_dir / name))
     if not metrics and (run_dir / "logs" / "metrics.csv").is_file():  # the curves so far

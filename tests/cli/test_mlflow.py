@@ -62,10 +62,14 @@ def test_a_run_logs_name_params_metrics_and_artifacts(size, sweep):
     assert metrics["test/pooled/f1"] == pytest.approx(document["test"]["pooled"]["f1"])
     assert metrics["validation/f1"] == pytest.approx(document["validation"]["f1"])
     assert "test/test_01_known_vehicle_known_attack/f1" in metrics
+    causal = document["protocols"]["causal_recording"]
+    assert metrics["causal_recording/test/pooled/f1"] == pytest.approx(causal["test"]["pooled"]["f1"])
+    assert metrics["causal_recording/validation/fpr"] == pytest.approx(causal["validation"]["fpr"])
 
     mlflow = client(uri)
     artifacts = {a.path for a in mlflow.list_artifacts(logged.info.run_id)}
-    assert {"config.yaml", "metrics.json", "status.json", "env.json", "plots"} <= artifacts
+    assert {"config.yaml", "metrics.json", "status.json", "env.json", "plots", "predictions.csv.gz",
+            "validation_predictions.csv.gz"} <= artifacts
     plots = {Path(a.path).name for a in mlflow.list_artifacts(logged.info.run_id, "plots")}
     assert plots == {p.name for p in (run_dir / "plots").glob("*.png")} and "roc_pr.png" in plots
 

@@ -13,17 +13,21 @@ WINDOW = 10
 
 
 def brute_force(evidence, recordings, starts, window, fallback, settings):
-    """The definition, one window at a time: median and 1.4826 * MAD of the last ``history``
-    windows of the same recording that ended before this one starts."""
-    z = np.empty(len(evidence))
-    for i in range(len(evidence)):
-        earlier = [j for j in range(len(evidence)) if recordings[j] == recordings[i]
-                   and starts[j] + window <= starts[i]]
-        earlier = sorted(earlier, key=lambda j: starts[j])[-settings.history:]
-        if len(earlier) < max(settings.min_history, 1):
+    """The definition, one window at a time in each recording's order: median and 1.4826 * MAD of
+    the last ``history`` windows of the same recording that ended before this one starts and
+    entered the reference (its first ``min_history`` windows, then those whose z was below the gate)."""
+    z = np.full(len(evidence), np.nan)
+    order = sorted(range(len(evidence)), key=lambda j: (starts[j], j))
+    rank = {j: sum(1 for k in order[:position] if recordings[k] == recordings[j])
+            for position, j in enumerate(order)}
+    for i in order:
+        earlier = [j for j in order if recordings[j] == recordings[i] and starts[j] + window <= starts[i]]
+        entered = [j for j in earlier if settings.gate_z is None or rank[j] < settings.min_history
+                   or z[j] < settings.gate_z][-settings.history:]
+        if len(entered) < max(settings.min_history, 1):
             center, scale = fallback
         else:
-            values = evidence[earlier]
+            values = evidence[entered]
             center = np.median(values)
             scale = MAD_TO_SD * np.median(np.abs(values - center))
         z[i] = (evidence[i] - center) / max(scale, settings.floor * fallback[1])
@@ -35,10 +39,12 @@ def recording(n: int, stride: int = 5, seed: int = 0, shift: float = 0.0) -> tup
     return rng.normal(shift, 1.0, n), np.arange(n) * stride
 
 
-def test_matches_the_definition_on_interleaved_recordings_of_overlapping_windows():
-    settings = CausalSettings(history=15, min_history=4)
+@pytest.mark.parametrize("gate_z", [None, 1.0, 3.0])
+def test_matches_the_definition_on_interleaved_recordings_of_overlapping_windows(gate_z):
+    settings = CausalSettings(history=15, min_history=4, gate_z=gate_z)
     a, starts_a = recording(60, seed=1)
     b, starts_b = recording(45, stride=10, seed=2, shift=3.0)
+    a[30:40] += 8.0  # an attack stretch: the gate keeps it out of the reference
     evidence = np.concatenate([a, b])
     recordings = np.array(["a"] * 60 + ["b"] * 45)
     starts = np.concatenate([starts_a, starts_b])
@@ -66,7 +72,10 @@ def test_a_window_never_sees_itself_overlapping_or_later_windows_or_other_record
     mixed = causal_standardise(other, np.r_[recordings, np.ones(50, dtype=int)], np.r_[starts, np.arange(50) * 5],
                                WINDOW, (0.0, 1.0), settings)
     np.testing.assert_array_equal(mixed[:200], z)
-    # A window that did end before window k is part of its reference.
+    # A window that did end before window k is part of its reference (without the gate: with
+    # it, these extreme windows would be kept out).
+    settings = CausalSettings(history=50, min_history=5, gate_z=None)
+    z = causal_standardise(evidence, recordings, starts, WINDOW, (0.0, 1.0), settings)
     changed = evidence.copy()
     changed[k - 2] += 100.0
     changed[k - 3] += 100.0
@@ -102,6 +111,27 @@ def test_a_recording_whose_benign_scores_sit_higher_is_not_flagged_wholesale():
     assert strict_alarms > 0.99  # one global threshold flags the whole vehicle
     assert causal_alarms < 0.03
     assert (z[attack] >= threshold).mean() == 1.0
+
+
+def test_the_gate_keeps_a_long_attack_out_of_the_reference():
+    """Without the gate a lasting attack becomes the recording's normal; with it, it stays flagged."""
+    evidence, starts = recording(3000, seed=7)
+    attack = np.zeros(3000, dtype=bool)
+    attack[1000:2500] = True  # half the recording, one stretch (as hcrl_sa's test recordings)
+    evidence[attack] += 10.0
+    gated = causal_standardise(evidence, np.zeros(3000), starts, WINDOW, (0.0, 1.0), CausalSettings())
+    open_ = causal_standardise(evidence, np.zeros(3000), starts, WINDOW, (0.0, 1.0),
+                               CausalSettings(gate_z=None))
+    assert (gated[attack] > 3.0).mean() == 1.0
+    assert (open_[attack] > 3.0).mean() < 0.5  # the attack took over the reference
+    assert (gated[2600:] > 3.0).mean() < 0.01  # benign again after it: the reference held
+
+
+def test_a_vehicle_shifted_from_its_first_window_is_learned_by_the_warm_up():
+    evidence, starts = recording(1000, seed=8, shift=6.0)
+    z = causal_standardise(evidence, np.zeros(1000), starts, WINDOW, (0.0, 1.0), CausalSettings())
+    assert (z[:21] > 3.0).mean() > 0.9  # the validation reference: the shift shows
+    assert (z[21:] > 3.0).mean() < 0.01
 
 
 def test_a_flat_history_is_scaled_by_the_floor_not_divided_by_zero():
@@ -142,6 +172,7 @@ def test_reference_is_of_benign_windows_and_never_zero():
     ({"floor": 0.0}, "protocol.floor=0.0 must be > 0"),
     ({"rule": "best"}, "protocol.rule='best' must be one of benign_quantile, f1, youden, fixed"),
     ({"benign_fpr": 1.0}, "protocol.benign_fpr=1.0 must lie strictly between 0 and 1"),
+    ({"gate_z": 0.0}, "protocol.gate_z=0.0 must be a finite number > 0, or null"),
 ])
 def test_bad_settings_name_the_key_and_the_valid_values(settings, message):
     with pytest.raises(ValueError) as caught:

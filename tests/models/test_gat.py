@@ -104,6 +104,24 @@ def test_invalid_arguments_name_the_flag():
         small_gat(num_layers=0)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no GPU on this machine"))])
+def test_emb_dim_0_is_the_id_agnostic_gat(device):
+    """network.emb_dim=0: no id embedding, so a window's logits do not depend on which ids it has."""
+    data = {k: v.to(device) if torch.is_tensor(v) else v for k, v in toy_batch().items()}
+    network = small_gat(emb_dim=0).to(device)
+    assert network.id_embedding is None
+    assert count_parameters(network) < count_parameters(small_gat())
+    network.eval()
+    unseen = dict(data, node_id=(data["node_id"] + 7) % NUM_IDS)
+    assert torch.allclose(network(**data), network(**unseen))
+    network.train()
+    network(**data).sum().backward()  # a zero-width embedding fails here on CUDA
+    assert all(p.grad is not None for p in network.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="emb_dim=-1: use 0"):
+        small_gat(emb_dim=-1)
+
+
 def test_size_ordering_and_teacher_student_ratio():
     dims = dict(num_ids=72, in_channels=22, edge_dim=2)
     counts = [count_parameters(build_model("gat", size, **dims)) for size in SIZE_NAMES]

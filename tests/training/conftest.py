@@ -249,7 +249,7 @@ def check_run_dir(run_dir: Path, datamodule, *, checkpoints: bool = True) -> dic
     """
     run_dir = Path(run_dir)
     for name in ("config.yaml", "overrides.yaml", "env.json", "status.json", "metrics.json",
-                 "predictions.csv.gz"):
+                 "predictions.csv.gz", "validation_predictions.csv.gz"):
         assert (run_dir / name).is_file(), f"{run_dir} lacks {name}"
     if checkpoints:
         assert (run_dir / "checkpoints" / "best.ckpt").is_file()
@@ -296,6 +296,14 @@ def check_run_dir(run_dir: Path, datamodule, *, checkpoints: bool = True) -> dic
     for line in rows[:200]:
         row = dict(zip(columns, line.split(",")))
         assert int(row["causal_prediction"]) == int(float(row["causal_z"]) >= causal["threshold"]["value"])
+    # The validation windows both thresholds were fit on, with the same columns.
+    with gzip.open(run_dir / "validation_predictions.csv.gz", "rt") as handle:
+        header, *val_rows = handle.read().splitlines()
+    assert header.split(",") == columns and len(val_rows) == metrics["validation"]["n"]
+    val = [dict(zip(columns, line.split(","))) for line in val_rows]
+    assert {row["scenario"] for row in val} == {"validation"}
+    assert sum(int(row["prediction"]) == 1 and row["label"] == "1" for row in val) == metrics["validation"]["tp"]
+    assert sum(int(row["causal_prediction"]) == 1 and row["label"] == "0" for row in val) == causal["validation"]["fp"]
 
     plots = {p.name for p in (run_dir / "plots").glob("*.png")}
     assert {"roc_pr.png", "confusion_matrix.png"} <= plots

@@ -49,7 +49,9 @@ class GATClassifier(nn.Module):
             buckets); ``node_id`` must lie in ``[0, num_ids)``.
         in_channels (int): Number of continuous node features ``F``.
         edge_dim (int): Number of edge features ``D``.
-        emb_dim (int, optional): Width of the CAN-id embedding. (default: ``16``)
+        emb_dim (int, optional): Width of the CAN-id embedding; ``0``: none, the
+            ID-agnostic GAT (a node is its continuous features only, so a vehicle's
+            unfamiliar ids look like any other id). (default: ``16``)
         hidden (int, optional): Output channels *per head* of every GAT layer.
             (default: ``48``)
         heads (int, optional): Attention heads per layer; heads are
@@ -90,8 +92,11 @@ class GATClassifier(nn.Module):
             raise ValueError(f"jk_mode={jk_mode!r}: expected one of {JK_MODES}")
         if num_layers < 1:
             raise ValueError(f"num_layers={num_layers}: need at least one GAT layer")
+        if emb_dim < 0:
+            raise ValueError(f"emb_dim={emb_dim}: use 0 (no id embedding) or a positive width")
         self.dropout = dropout
-        self.id_embedding = nn.Embedding(num_ids, emb_dim)
+        # A zero-width nn.Embedding fails on CUDA (an illegal memory access), so 0 builds none.
+        self.id_embedding = nn.Embedding(num_ids, emb_dim) if emb_dim > 0 else None
 
         width = hidden * heads
         self.convs = nn.ModuleList()
@@ -131,7 +136,7 @@ class GATClassifier(nn.Module):
     ) -> GATOutput:
         """Run the network once and return logits, node and graph embeddings
         (and per-layer attention coefficients when ``return_attention``)."""
-        h = torch.cat([x, self.id_embedding(node_id)], dim=-1)
+        h = x if self.id_embedding is None else torch.cat([x, self.id_embedding(node_id)], dim=-1)
         layer_outputs: list[Tensor] = []
         attention: list[tuple[Tensor, Tensor]] | None = [] if return_attention else None
         for conv in self.convs:

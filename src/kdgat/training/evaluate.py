@@ -58,7 +58,8 @@ def evaluate(module, datamodule, run_dir: Path, threshold_rule: str = "f1",
              protocol: CausalSettings | None = None) -> dict:
     """Choose the threshold on validation, score every test scenario, write the run's files.
 
-    Writes ``metrics.json``, ``predictions.csv.gz`` and ``plots/roc_pr.png`` /
+    Writes ``metrics.json``, ``predictions.csv.gz`` (test windows), ``validation_predictions.csv.gz``
+    (the windows both thresholds were fit on, same columns) and ``plots/roc_pr.png`` /
     ``plots/confusion_matrix.png`` into ``run_dir`` and returns the metrics document.
 
     Args:
@@ -97,13 +98,27 @@ def evaluate(module, datamodule, run_dir: Path, threshold_rule: str = "f1",
     else:
         unavailable = None
 
-    by_scenario, by_scenario_z = {}, {}
-    rows = {k: [] for k in ("file", "window_index", "scenario", "label", "attack_type", "score",
-                            "prediction", "evidence", "causal_z", "causal_prediction")}
     files = store.meta["files"]
     relpaths = np.array([f["relpath"] for f in files], dtype=object)  # one entry per file
     attack_types = np.array([f["attack_type"] for f in files], dtype=object)
     window_index = np.asarray(store.cache["window_index"])
+    columns = ("file", "window_index", "scenario", "label", "attack_type", "score", "prediction",
+               "evidence", "causal_z", "causal_prediction")
+
+    def add_rows(rows, scenario, graphs, labels, scores, evidence, z):
+        where = file_index[graphs]
+        for key, values in zip(columns, (
+                relpaths[where], window_index[graphs], np.full(len(graphs), scenario, dtype=object),
+                labels, np.where(labels == 1, attack_types[where], "benign"), scores,
+                (scores >= threshold).astype(np.int64), evidence, z,
+                (z >= z_threshold).astype(np.int64))):
+            rows[key].append(values)
+
+    # Validation windows too: how both thresholds were fit can be checked, and recomputed.
+    val_rows = {key: [] for key in columns}
+    add_rows(val_rows, "validation", val_graphs, val_labels, val_scores, val_evidence, val_z)
+    by_scenario, by_scenario_z = {}, {}
+    rows = {key: [] for key in columns}
     for scenario in datamodule.test_names:
         graphs = store.graphs_of(scenario)
         scores, evidence = scores_and_evidence(module, store, graphs, device=device)
@@ -111,16 +126,7 @@ def evaluate(module, datamodule, run_dir: Path, threshold_rule: str = "f1",
         labels = store.y[graphs].astype(np.int64)
         by_scenario[scenario] = (labels, scores)
         by_scenario_z[scenario] = (labels, z)
-        rows["file"].append(relpaths[file_index[graphs]])
-        rows["window_index"].append(window_index[graphs])
-        rows["scenario"].append(np.full(len(graphs), scenario, dtype=object))
-        rows["label"].append(labels)
-        rows["attack_type"].append(np.where(labels == 1, attack_types[file_index[graphs]], "benign"))
-        rows["score"].append(scores)
-        rows["prediction"].append((scores >= threshold).astype(np.int64))
-        rows["evidence"].append(evidence)
-        rows["causal_z"].append(z)
-        rows["causal_prediction"].append((z >= z_threshold).astype(np.int64))
+        add_rows(rows, scenario, graphs, labels, scores, evidence, z)
 
     causal = {"unavailable": unavailable, "settings": settings_document(protocol, fallback)}
     if unavailable is None:
@@ -135,6 +141,8 @@ def evaluate(module, datamodule, run_dir: Path, threshold_rule: str = "f1",
         extra={"protocol": STRICT, "protocols": {CAUSAL_RECORDING: causal}})
     (run_dir / "plots").mkdir(exist_ok=True)
     write_predictions(run_dir / "predictions.csv.gz", {k: np.concatenate(v) for k, v in rows.items()})
+    write_predictions(run_dir / "validation_predictions.csv.gz",
+                      {k: np.concatenate(v) for k, v in val_rows.items()})
     plot_roc_pr(by_scenario, run_dir / "plots" / "roc_pr.png")
     pooled = document["test"]["pooled"]
     plot_confusion_matrix(pooled["tn"], pooled["fp"], pooled["fn"], pooled["tp"],
