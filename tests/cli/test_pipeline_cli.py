@@ -128,3 +128,37 @@ def test_a_whole_pipeline_runs_locally_then_skips_what_is_done(pipeline):
     assert again.returncode == 0, output(again)
     assert "pipeline: 0 completed, 14 skipped" in again.stdout
     assert run_dirs(pipeline.root) == set(runs.values())
+
+
+def test_jobs_runs_independent_steps_at_once_and_each_after_what_it_needs(tmp_path):
+    """``kdgat pipeline --jobs N``'s scheduler on real processes: at most N at once, a step only
+    after its needs completed, a failed need leaves its dependents not run."""
+    import json
+    import sys
+
+    from kdgat.cli.pipeline import execute
+
+    def step(key, needs=(), fail=False):
+        code = (f"import json, sys, time; start = time.time(); time.sleep(0.6); "
+                f"open({str(tmp_path / key)!r} + '.json', 'w').write(json.dumps([start, time.time()])); "
+                f"sys.exit({1 if fail else 0})")
+        return {"key": key, "action": "run", "need_keys": list(needs), "command": [sys.executable, "-c", code]}
+
+    steps = [step("a"), step("b"), step("c"), step("d", ["a", "b"]), step("bad", fail=True),
+             step("after_bad", ["bad"]), {"key": "old", "action": "skip", "need_keys": [], "command": []},
+             step("after_old", ["old"])]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    results = execute(steps, logs, jobs=2)
+    assert results == {"completed": 5, "skipped": 1, "failed": 1, "not run": 1}
+    spans = {path.stem: json.loads(path.read_text()) for path in tmp_path.glob("*.json")}
+    assert "after_bad" not in spans and set(spans) == {"a", "b", "c", "d", "bad", "after_old"}
+    events = sorted([(t0, 1) for t0, _ in spans.values()] + [(t1, -1) for _, t1 in spans.values()],
+                    key=lambda e: (e[0], e[1]))
+    level = peak = 0
+    for _, change in events:
+        level += change
+        peak = max(peak, level)
+    assert peak == 2  # two at once, never three
+    assert spans["d"][0] >= max(spans["a"][1], spans["b"][1])
+    assert len(list(logs.glob("*.log"))) == 6  # every step that ran has its log
