@@ -78,16 +78,16 @@ def run(args) -> int:
         print(json.dumps({"runs_root": str(root), "datasets": [], "note": message}) if args.json else message)
         return 0
     sections = [{"modality": modality, "dataset": dataset, "groups": list(groups.values()),
-                 "comparisons": comparisons(groups), "protocol": args.protocol} for (modality, dataset), groups in by_dataset.items()]
+                 "comparisons": comparisons(groups)} for (modality, dataset), groups in by_dataset.items()]
     # Files first: a reader that closes the pipe early (`| head`) must not cost them.
-    written = write_outputs(Path(args.out), sections, args.metric, root) if args.out else []
+    written = write_outputs(Path(args.out), sections, args.metric, root, args.protocol) if args.out else []
     try:
         if args.json:
-            print(json.dumps(json_document(sections, root, args.metric), indent=1))
+            print(json.dumps(json_document(sections, root, args.metric, args.protocol), indent=1))
         else:
             from kdgat.evaluation.report import render
 
-            print(render(sections, args.metric, root, markdown=False))
+            print(render(sections, args.metric, root, markdown=False, protocol=args.protocol))
         if written:
             print(f"\nwrote {', '.join(str(p) for p in written)}", file=sys.stderr if args.json else sys.stdout)
         sys.stdout.flush()
@@ -129,10 +129,9 @@ def comparison_document(comparison) -> dict:
             "notes": comparison.dependency_mismatches(), "scenarios": results}
 
 
-def json_document(sections: list[dict], root, metric: str) -> dict:
+def json_document(sections: list[dict], root, metric: str, protocol: str = STRICT) -> dict:
     from kdgat.evaluation.aggregate import CONFIDENCE, DATA_KEY, IGNORED_KEYS
 
-    protocol = sections[0].get("protocol", STRICT) if sections else STRICT
     return {"runs_root": str(root), "metric": metric, "protocol": protocol, "confidence": CONFIDENCE,
             "ignored_config_keys": IGNORED_KEYS, "data_key": DATA_KEY,
             "datasets": [{"modality": part["modality"], "dataset": part["dataset"],
@@ -254,7 +253,7 @@ def plot_section(part: dict, metric: str, out: Path) -> list[Path]:
     return written
 
 
-def write_outputs(out: Path, sections: list[dict], metric: str, root) -> list[Path]:
+def write_outputs(out: Path, sections: list[dict], metric: str, root, protocol: str = STRICT) -> list[Path]:
     from kdgat.evaluation.report import render
     from kdgat.runs.rundir import write_atomic
 
@@ -267,8 +266,8 @@ def write_outputs(out: Path, sections: list[dict], metric: str, root) -> list[Pa
              "fusion": [r for r in compared if r["kind"] == "fusion_vs_better_input"],
              "left_apart": left_apart_rows(sections)}
     written += [write_csv(out / f"{name}.csv", rows) for name, rows in parts.items() if rows]
-    write_atomic(out / "report.md", render(sections, metric, root, markdown=True))
-    write_atomic(out / "report.json", json.dumps(json_document(sections, root, metric), indent=1) + "\n")
+    write_atomic(out / "report.md", render(sections, metric, root, markdown=True, protocol=protocol))
+    write_atomic(out / "report.json", json.dumps(json_document(sections, root, metric, protocol), indent=1) + "\n")
     written += [out / "report.md", out / "report.json"]
     for part in sections:
         written += plot_section(part, metric, out)

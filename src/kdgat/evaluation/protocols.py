@@ -35,11 +35,11 @@ why the protocol is reported beside the strict one, never instead of it.
 
 from __future__ import annotations
 
-import warnings
+import math
 from collections import deque
 from dataclasses import asdict, dataclass
 
-import numpy as np
+# numpy is imported where used: the store and the CLI import this module on the --help path.
 
 STRICT = "strict"
 CAUSAL_RECORDING = "causal_recording"
@@ -86,7 +86,7 @@ class CausalSettings:
             problems.append(f"protocol.rule={self.rule!r} must be one of {', '.join(CAUSAL_RULES)}")
         if not (0 < self.benign_fpr < 1):
             problems.append(f"protocol.benign_fpr={self.benign_fpr!r} must lie strictly between 0 and 1")
-        if self.gate_z is not None and not (self.gate_z > 0 and np.isfinite(self.gate_z)):
+        if self.gate_z is not None and not (self.gate_z > 0 and math.isfinite(self.gate_z)):
             problems.append(f"protocol.gate_z={self.gate_z!r} must be a finite number > 0, or null "
                             "(every earlier window enters the reference)")
         if problems:
@@ -104,11 +104,13 @@ def protocol_settings(cfg) -> CausalSettings:
     return CausalSettings(**{k: v for k, v in values.items() if not k.startswith("_")})
 
 
-def reference(evidence: np.ndarray, labels: np.ndarray | None = None) -> tuple[float, float]:
+def reference(evidence, labels=None) -> tuple[float, float]:
     """``(median, scale)`` of the benign windows' evidence (all windows when none is benign).
 
     The scale is 1.4826 × MAD, or the standard deviation where the MAD is 0, or 1.
     """
+    import numpy as np
+
     evidence = np.asarray(evidence, dtype=np.float64)
     if labels is not None and (np.asarray(labels) == 0).any():
         evidence = evidence[np.asarray(labels) == 0]
@@ -121,27 +123,8 @@ def reference(evidence: np.ndarray, labels: np.ndarray | None = None) -> tuple[f
     return center, scale if scale > 0 else 1.0
 
 
-def _trailing_median_mad(values: np.ndarray, ends: np.ndarray, history: int):
-    """Median and MAD of ``values[max(0, k - history):k]`` for every ``k`` in ``ends``."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    padded = np.concatenate([np.full(history, np.nan), values])
-    rows = sliding_window_view(padded, history)  # row k holds values[k - history : k]
-    keys, inverse = np.unique(ends, return_inverse=True)
-    center, spread = np.empty(len(keys)), np.empty(len(keys))
-    step = max(1, 4_000_000 // history)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # rows of only NaN: replaced by the caller
-        for start in range(0, len(keys), step):
-            block = rows[keys[start:start + step]]
-            median = np.nanmedian(block, axis=1)
-            center[start:start + step] = median
-            spread[start:start + step] = np.nanmedian(np.abs(block - median[:, None]), axis=1)
-    return center[inverse], spread[inverse]
-
-
 def causal_standardise(evidence, recordings, starts, window: int, fallback: tuple[float, float],
-                       settings: CausalSettings = CausalSettings()) -> np.ndarray:
+                       settings: CausalSettings = CausalSettings()):
     """Each window's evidence standardised against its recording's earlier windows.
 
     Args:
@@ -153,42 +136,39 @@ def causal_standardise(evidence, recordings, starts, window: int, fallback: tupl
         fallback: ``(median, scale)`` used while a recording has fewer than ``min_history``
             earlier windows (:func:`reference` of the benign validation windows).
     """
+    import numpy as np
+
     evidence = np.asarray(evidence, dtype=np.float64)
     recordings, starts = np.asarray(recordings), np.asarray(starts, dtype=np.int64)
     if not (len(evidence) == len(recordings) == len(starts)):
         raise ValueError(f"evidence, recordings and starts differ in length: {len(evidence)}, "
                          f"{len(recordings)}, {len(starts)}")
     z = np.empty(len(evidence))
-    fallback_center, fallback_scale = fallback
-    floor = settings.floor * fallback_scale
+    floor = settings.floor * fallback[1]
     for code in np.unique(recordings):
         where = np.flatnonzero(recordings == code)
         where = where[np.argsort(starts[where], kind="stable")]
-        values, first = evidence[where], starts[where]
-        if settings.gate_z is None:
-            ended = np.searchsorted(first, first - window, side="right")  # earlier windows of each
-            center, mad = _trailing_median_mad(values, ended, settings.history)
-            scale = MAD_TO_SD * mad
-            warm_up = np.minimum(ended, settings.history) < max(settings.min_history, 1)
-            center[warm_up], scale[warm_up] = fallback_center, fallback_scale
-            z[where] = (values - center) / np.maximum(scale, floor)
-        else:
-            z[where] = _gated(values, first, window, fallback, floor, settings)
+        values = evidence[where]
+        z[where] = _one_recording(values, starts[where], window, fallback, floor, settings)
     return z
 
 
-def _gated(values: np.ndarray, first: np.ndarray, window: int, fallback: tuple[float, float],
-           floor: float, settings: CausalSettings) -> np.ndarray:
-    """:func:`causal_standardise` of one recording (windows in start order) with the gate."""
+def _one_recording(values, first, window: int, fallback: tuple[float, float], floor: float,
+                   settings: CausalSettings):
+    """:func:`causal_standardise` of one recording's windows, in start order (no gate: every
+    earlier window enters the reference, as with an infinite gate)."""
+    import numpy as np
+
     z = np.empty(len(values))
     reference_values: deque = deque(maxlen=settings.history)
     needed = max(settings.min_history, 1)
+    gate = math.inf if settings.gate_z is None else settings.gate_z
     ended = 0  # windows [0, ended) have ended before the current one starts
     center, scale = fallback
     for i in range(len(values)):
         changed = False
         while ended < i and first[ended] + window <= first[i]:
-            if ended < settings.min_history or z[ended] < settings.gate_z:
+            if ended < settings.min_history or z[ended] < gate:
                 reference_values.append(values[ended])
                 changed = True
             ended += 1
@@ -202,8 +182,10 @@ def _gated(values: np.ndarray, first: np.ndarray, window: int, fallback: tuple[f
     return z
 
 
-def causal_threshold(z: np.ndarray, labels: np.ndarray, settings: CausalSettings) -> float:
+def causal_threshold(z, labels, settings: CausalSettings) -> float:
     """The threshold on ``z``, fit on validation windows by ``settings.rule``."""
+    import numpy as np
+
     from kdgat.evaluation.thresholds import choose_threshold
 
     if settings.rule == "fixed":

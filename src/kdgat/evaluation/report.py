@@ -276,17 +276,17 @@ def columns_of(rows: list[dict]) -> list[str]:
     return list(dict.fromkeys(key for row in rows for key in row))
 
 
-def render(sections: list[dict], metric: str, root, markdown: bool) -> str:
+def render(sections: list[dict], metric: str, root, markdown: bool, protocol: str = "strict") -> str:
     """The whole report, as text (``== dataset`` / ``-- table`` headings) or as Markdown.
 
     Args:
         sections (list[dict]): One :func:`report_blocks` ``part`` per dataset.
         metric (str): The metric of the per-scenario tables and comparisons.
         markdown (bool): Markdown (3 decimals) instead of aligned text (4 decimals).
+        protocol (str): The evaluation protocol the sections' metrics are of (named first).
     """
     digits = 3 if markdown else 4
     out = [f"# kdgat report: {root}\n"] if markdown else []
-    protocol = sections[0].get("protocol", "strict") if sections else "strict"
     line = f"evaluation protocol: {protocol} (kdgat.evaluation.protocols)"
     out.append(line + ("\n" if markdown else ""))
     for part in sections:

@@ -117,8 +117,8 @@ def run_baseline_stage(cfg, point: GridPoint, run_dir: Path) -> dict:
     """Fit, save and evaluate one baseline point into ``run_dir``; returns the metrics document."""
     from hydra.utils import instantiate
 
-    from kdgat.runs.rundir import write_json
     from kdgat.evaluation.protocols import protocol_settings
+    from kdgat.runs.rundir import write_json
     from kdgat.training.evaluate import evaluate
 
     datamodule = instantiate(cfg.datamodule)

@@ -52,17 +52,18 @@ class ClassifierModule(StageModule):
         losses["loss"] = loss
         return losses
 
+    def _logits(self, batch: GraphBatch) -> torch.Tensor:
+        return self.network(batch.x, batch.node_id, batch.edge_index, batch.edge_attr,
+                            batch.batch, batch.num_graphs)
+
     @torch.no_grad()
     def score(self, batch: GraphBatch) -> torch.Tensor:
         """Probability of the attack class per window."""
-        logits = self.network(batch.x, batch.node_id, batch.edge_index, batch.edge_attr,
-                              batch.batch, batch.num_graphs)
-        return logits.softmax(dim=-1)[:, 1]
+        return self._logits(batch).softmax(dim=-1)[:, 1]
 
     @torch.no_grad()
     def score_evidence(self, batch: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """``(attack probability, logit margin)`` per window: the margin is the same ranking on a
         scale that does not saturate (the evidence of :mod:`kdgat.evaluation.protocols`)."""
-        logits = self.network(batch.x, batch.node_id, batch.edge_index, batch.edge_attr,
-                              batch.batch, batch.num_graphs)
+        logits = self._logits(batch)
         return logits.softmax(dim=-1)[:, 1], logits[:, 1] - logits[:, 0]

@@ -71,7 +71,7 @@ def evaluate(module, datamodule, run_dir: Path, threshold_rule: str = "f1",
     """
     from kdgat.evaluation.metrics import binary_metrics, evaluate_scenarios, metrics_document
     from kdgat.evaluation.plots import plot_confusion_matrix, plot_roc_pr
-    from kdgat.evaluation.predictions import write_predictions
+    from kdgat.evaluation.predictions import COLUMNS, write_predictions
     from kdgat.evaluation.thresholds import choose_threshold
 
     store = datamodule.store
@@ -102,8 +102,7 @@ def evaluate(module, datamodule, run_dir: Path, threshold_rule: str = "f1",
     relpaths = np.array([f["relpath"] for f in files], dtype=object)  # one entry per file
     attack_types = np.array([f["attack_type"] for f in files], dtype=object)
     window_index = np.asarray(store.cache["window_index"])
-    columns = ("file", "window_index", "scenario", "label", "attack_type", "score", "prediction",
-               "evidence", "causal_z", "causal_prediction")
+    columns = COLUMNS + ("evidence", "causal_z", "causal_prediction")  # the strict ones first
 
     def add_rows(rows, scenario, graphs, labels, scores, evidence, z):
         where = file_index[graphs]

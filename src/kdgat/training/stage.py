@@ -82,8 +82,8 @@ def run_stage(cfg, point: GridPoint, run_dir: Path, needs: dict[str, Path]) -> d
     from lightning.pytorch.loggers import CSVLogger
 
     from kdgat.evaluation.plots import plot_learning_curves
-    from kdgat.models.sizes import count_parameters
     from kdgat.evaluation.protocols import protocol_settings
+    from kdgat.models.sizes import count_parameters
     from kdgat.training.evaluate import evaluate
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
